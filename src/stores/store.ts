@@ -1,0 +1,47 @@
+import type { Logger } from '../logging/logger.js';
+
+/** One stored private key, as it leaves and enters a store (decrypted; never logged). */
+export interface StoredKey {
+  /** The owner's email, lowercased. */
+  readonly email: string;
+  /** OpenPGP v4/v6 fingerprint, uppercase hex. */
+  readonly fingerprint: string;
+  /** The armored, decrypted private key. */
+  readonly privateKey: string;
+  /** The armored public key derived from it. */
+  readonly publicKey: string;
+}
+
+export type UpsertResult = 'added' | 'updated' | 'unchanged';
+
+/**
+ * Where keys live. Every method either does what it says or throws: StoreUnavailableError (503) when
+ * the backend cannot be reached or read, FingerprintConflictError (409) from upsert. A method never
+ * answers "nothing" because the backend failed: clients delete keys the EKM does not return.
+ * Safe with one process per CPU using the same backend at once; nothing is cached that could serve
+ * a deleted key.
+ */
+export interface Store {
+  /** The config name of this store, e.g. `EncryptedDbStore`. */
+  readonly type: string;
+  /** One real round trip to the backend (a LOCATE or equivalent); resolves when it succeeded. */
+  probe(): Promise<void>;
+  /** The keys stored for this email (lowercased by the caller), in insertion order. */
+  listByEmail(email: string): Promise<StoredKey[]>;
+  /**
+   * Adds the key, or replaces the key of the same fingerprint of the same owner.
+   * Throws FingerprintConflictError when the fingerprint belongs to another email.
+   */
+  upsert(key: StoredKey): Promise<UpsertResult>;
+  /** Deletes the key of this email and fingerprint; false when there was none. */
+  delete(email: string, fingerprint: string): Promise<boolean>;
+  /** Every stored key, for export. */
+  all(): AsyncIterable<StoredKey>;
+  /** Releases connections and handles; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** What every store factory receives besides its own section of the config. */
+export interface StoreDependencies {
+  readonly logger: Logger;
+}

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
+import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
+import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
+import { MemoryLogger } from '../support/memory-logger.js';
+import { makeKey, runStoreConformance } from './store-conformance.js';
+
+const deps = { logger: new MemoryLogger() };
+const freshConfig = (): EncryptedDbStoreConfig => ({
+  type: 'EncryptedDbStore',
+  folder: join(mkdtempSync(join(tmpdir(), 'ekm-db-')), 'data'),
+  encryptionKey: 'correct horse battery staple',
+});
+
+runStoreConformance('EncryptedDbStore', async () => {
+  const config = freshConfig();
+  return { store: await openEncryptedDbStore(config, deps), cleanup: async () => rmSync(join(config.folder, '..'), { recursive: true }) };
+});
+
+describe('EncryptedDbStore encryption', () => {
+  it('keeps no email, fingerprint or key material on disk in plaintext', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    const key = makeKey('plaintext.check@example.com');
+    await store.upsert(key);
+    await store.close();
+    const onDisk = readdirSync(config.folder).map((f) => readFileSync(join(config.folder, f)).toString('latin1')).join('');
+    assert.ok(onDisk.length > 4096);
+    for (const secret of [key.email, 'plaintext.check', key.fingerprint, key.privateKey.slice(60, 120), key.publicKey.slice(60, 120)]) {
+      assert.equal(onDisk.includes(secret), false, `found ${secret.slice(0, 20)} on disk`);
+    }
+  });
+
+  it('refuses a wrong passphrase at open without changing the file', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.upsert(makeKey('wrong.pass@example.com'));
+    await store.close();
+    const file = join(config.folder, DB_FILE_NAME);
+    const before = readFileSync(file);
+    await assert.rejects(openEncryptedDbStore({ ...config, encryptionKey: 'wrong' }, deps), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /wrong passphrase/);
+      assert.equal(e.message.includes('wrong'), true);
+      assert.equal(e.message.includes(config.encryptionKey), false);
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), before);
+    const again = await openEncryptedDbStore(config, deps);
+    assert.equal((await again.listByEmail('wrong.pass@example.com')).length, 1);
+    await again.close();
+  });
+
+  it('refuses a tampered record with a 503, never a shorter list', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.upsert(makeKey('tamper@example.com'));
+    await store.upsert(makeKey('tamper@example.com'));
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    const row = raw.prepare('SELECT id, record FROM keys ORDER BY id LIMIT 1').get() as { id: number; record: Buffer };
+    row.record[10] = row.record[10]! ^ 1;
+    raw.prepare('UPDATE keys SET record = ? WHERE id = ?').run(row.record, row.id);
+    raw.close();
+    await assert.rejects(store.listByEmail('tamper@example.com'), StoreUnavailableError);
+    await store.close();
+  });
+
+  it('refuses a record moved to another owner (AAD binds owner and fingerprint)', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.upsert(makeKey('victim@example.com'));
+    await store.upsert(makeKey('thief@example.com'));
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    const rows = raw.prepare('SELECT id, iv, record FROM keys ORDER BY id').all() as { id: number; iv: Buffer; record: Buffer }[];
+    raw.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?').run(rows[0]!.iv, rows[0]!.record, rows[1]!.id);
+    raw.close();
+    await assert.rejects(store.listByEmail('thief@example.com'), StoreUnavailableError);
+    await store.close();
+  });
+
+  it('answers a write with 503 after the busy timeout while another connection holds the write lock', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    const locker = new Database(join(config.folder, DB_FILE_NAME));
+    locker.exec('BEGIN IMMEDIATE');
+    const started = Date.now();
+    await assert.rejects(store.upsert(makeKey('locked@example.com')), StoreUnavailableError);
+    assert.ok(Date.now() - started < 10_000);
+    // WAL: readers are not blocked by a writer.
+    assert.deepEqual(await store.listByEmail('locked@example.com'), []);
+    locker.exec('ROLLBACK');
+    locker.close();
+    assert.equal(await store.upsert(makeKey('locked@example.com')), 'added');
+    await store.close();
+  });
+
+  it('fails the probe when the key-check record is damaged', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.probe();
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    const check = (raw.prepare("SELECT value FROM meta WHERE name = 'check'").get() as { value: Buffer }).value;
+    raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(Buffer.concat([check.subarray(0, 20), Buffer.from('x'), check.subarray(21)]));
+    await assert.rejects(store.probe(), StoreUnavailableError);
+    raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(check);
+    raw.close();
+    await store.probe();
+    await store.close();
+  });
+
+  it('refuses a file that is not an EKM database', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.close();
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    raw.exec("DELETE FROM meta WHERE name = 'kdf'");
+    raw.close();
+    await assert.rejects(openEncryptedDbStore(config, deps), /not an EKM database/);
+  });
+});

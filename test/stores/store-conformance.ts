@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { FingerprintConflictError } from '../../src/errors.js';
+import type { Store, StoredKey } from '../../src/stores/store.js';
+
+/**
+ * The contract every Store must keep. Each store's test file calls this with a factory that opens
+ * the store on a fresh, real backend (a database file, a SoftHSM2 token, a PyKMIP server).
+ */
+export function runStoreConformance(name: string, open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>): void {
+  describe(`${name} conformance`, () => {
+    let store: Store;
+    let cleanup: () => Promise<void>;
+    const run = randomBytes(4).toString('hex');
+    const email = (n: string) => `${n}.${run}@conformance.example`;
+
+    before(async () => {
+      ({ store, cleanup } = await open());
+    });
+    after(async () => {
+      await store.close();
+      await cleanup();
+    });
+
+    it('probes the backend', async () => {
+      await store.probe();
+    });
+
+    it('lists nothing for an unknown user', async () => {
+      assert.deepEqual(await store.listByEmail(email('nobody')), []);
+    });
+
+    it('adds a key and returns it byte-identical', async () => {
+      const key = makeKey(email('alice'));
+      assert.equal(await store.upsert(key), 'added');
+      assert.deepEqual(await store.listByEmail(key.email), [key]);
+    });
+
+    it('upserts by fingerprint: same key unchanged, new material updated in place', async () => {
+      const key = makeKey(email('bob'));
+      const second = makeKey(email('bob'));
+      assert.equal(await store.upsert(key), 'added');
+      assert.equal(await store.upsert(second), 'added');
+      assert.equal(await store.upsert(key), 'unchanged');
+      const replaced = { ...key, privateKey: key.privateKey.replace('PRIVATE KEY BLOCK-----\n', 'PRIVATE KEY BLOCK-----\nComment: renewed\n') };
+      assert.equal(await store.upsert(replaced), 'updated');
+      assert.deepEqual(await store.listByEmail(key.email), [replaced, second]);
+    });
+
+    it("refuses a fingerprint held by another user and leaves the owner's key alone", async () => {
+      const key = makeKey(email('carol'));
+      await store.upsert(key);
+      await assert.rejects(store.upsert({ ...key, email: email('mallory') }), FingerprintConflictError);
+      assert.deepEqual(await store.listByEmail(email('mallory')), []);
+      assert.deepEqual(await store.listByEmail(key.email), [key]);
+    });
+
+    it('deletes a key, which is then gone', async () => {
+      const key = makeKey(email('dave'));
+      const kept = makeKey(email('dave'));
+      await store.upsert(key);
+      await store.upsert(kept);
+      assert.equal(await store.delete(email('someone-else'), key.fingerprint), false);
+      assert.equal(await store.delete(key.email, key.fingerprint), true);
+      assert.equal(await store.delete(key.email, key.fingerprint), false);
+      assert.deepEqual(await store.listByEmail(key.email), [kept]);
+      // The fingerprint is free again for whoever holds the key now.
+      assert.equal(await store.upsert({ ...key, email: email('erin') }), 'added');
+    });
+
+    it('keeps every one of many concurrent writes', async () => {
+      const keys = Array.from({ length: 12 }, (_, i) => makeKey(email(`many${i % 3}`)));
+      await Promise.all(keys.map((k) => store.upsert(k)));
+      for (let i = 0; i < 3; i++) {
+        const expected = keys.filter((k) => k.email === email(`many${i}`)).map((k) => k.fingerprint).sort();
+        const got = (await store.listByEmail(email(`many${i}`))).map((k) => k.fingerprint).sort();
+        assert.deepEqual(got, expected);
+      }
+    });
+
+    it('iterates every stored key', async () => {
+      const seen = new Map<string, StoredKey>();
+      for await (const k of store.all()) seen.set(k.fingerprint, k);
+      for (const who of ['alice', 'bob', 'carol', 'dave', 'erin', 'many0', 'many1', 'many2']) {
+        for (const k of await store.listByEmail(email(who))) assert.deepEqual(seen.get(k.fingerprint), k);
+      }
+      assert.ok(seen.size >= 18, `only ${seen.size} keys iterated`);
+    });
+  });
+}
+
+/** A key record of realistic size; stores treat the armored text as opaque. */
+export function makeKey(email: string): StoredKey {
+  const body = (n: number) => randomBytes(n).toString('base64').replace(/(.{64})/g, '$1\n');
+  return {
+    email,
+    fingerprint: randomBytes(20).toString('hex').toUpperCase(),
+    privateKey: `-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n${body(3000)}\n-----END PGP PRIVATE KEY BLOCK-----\n`,
+    publicKey: `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${body(1200)}\n-----END PGP PUBLIC KEY BLOCK-----\n`,
+  };
+}
