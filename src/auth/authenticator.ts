@@ -1,0 +1,16 @@
+/** Who made a request, as established from their verified ID token. */
+export interface Identity {
+  /** The verified email, lowercased. */
+  readonly email: string;
+  /** The Google Workspace domain (`hd` claim), when the IdP sends one. */
+  readonly hostedDomain: string | undefined;
+}
+
+/**
+ * Establishes the identity behind a request's `Authorization` header. Throws AuthenticationError
+ * (401) for a missing or unacceptable token, IdentityProviderUnavailableError (503) when the IdP's
+ * signing keys cannot be had: a client told 401 would force its user to sign in again.
+ */
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Promise<Identity>;
+}

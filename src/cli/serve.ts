@@ -1,0 +1,33 @@
+import cluster from 'node:cluster';
+import type { Config } from '../config/config.js';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import { runPrimary } from '../cluster/primary.js';
+import { runWorker } from '../cluster/worker.js';
+import { openStore } from '../stores/store-registry.js';
+import { loadKeystore, loadTruststore } from '../tls/pkcs12.js';
+
+/**
+ * Starts the service. In the primary: check what can be checked before forking (keystores and their
+ * passwords, the store's own settings such as a database passphrase), then fork the workers. In a
+ * worker: serve. Resolves with the exit code.
+ */
+export async function serve(config: Config, logger: Logger): Promise<number> {
+  if (cluster.isWorker) {
+    await runWorker(config, logger);
+    return new Promise(() => {});
+  }
+  for (const warning of config.warnings) logger.warn(warning);
+  if (config.api.https) loadKeystore(config.api.https);
+  if (config.truststore) loadTruststore(config.truststore);
+  try {
+    const store = await openStore(config.store, { logger });
+    await store.probe().finally(() => store.close());
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    if (!(e instanceof StoreUnavailableError)) throw e;
+    // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
+    logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
+  }
+  return runPrimary(config, logger);
+}

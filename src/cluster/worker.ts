@@ -1,0 +1,77 @@
+import cluster from 'node:cluster';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { ACLS } from '../acl/acl-registry.js';
+import { AUTHENTICATORS } from '../auth/authenticator-registry.js';
+import type { Config } from '../config/config.js';
+import { createApp } from '../http/app.js';
+import type { Logger } from '../logging/logger.js';
+import { openStore } from '../stores/store-registry.js';
+import { loadKeystore } from '../tls/pkcs12.js';
+import type { PrimaryMessage, WorkerMessage } from './messages.js';
+
+/** How long in-flight requests may take to finish after a shutdown request. */
+const DRAIN_TIMEOUT_MS = 25_000;
+
+/**
+ * A worker: opens the store, builds the Koa app and serves it on the shared port until told to
+ * stop (SIGTERM, or a shutdown message from the primary), then finishes in-flight requests and exits 0.
+ */
+export async function runWorker(config: Config, logger: Logger): Promise<void> {
+  const send = (message: WorkerMessage) => process.send?.(message);
+  try {
+    const store = await openStore(config.store, { logger });
+    const app = createApp({
+      config,
+      logger,
+      store,
+      authenticator: AUTHENTICATORS[config.auth.type](config.auth, logger),
+      acl: ACLS[config.acl.type](config),
+    });
+    const server = config.api.https
+      ? https.createServer({ ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' }, app.callback())
+      : http.createServer(app.callback());
+    server.headersTimeout = 20_000;
+    server.requestTimeout = 60_000;
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.api.port, config.api.hostname, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo;
+    logger.debug('Worker listening', { address: address.address, port: address.port });
+    send({ type: 'ready' });
+
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      logger.debug('Worker stopping: finishing in-flight requests');
+      const force = setTimeout(() => {
+        logger.warn('Requests still in flight after the drain timeout; closing them');
+        server.closeAllConnections();
+      }, DRAIN_TIMEOUT_MS);
+      force.unref();
+      server.close(() => {
+        void store.close().finally(() => logger.flush().finally(() => process.exit(0)));
+      });
+      server.closeIdleConnections();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('message', (m: PrimaryMessage) => {
+      if (m.type === 'shutdown') stop();
+    });
+    cluster.worker?.on('disconnect', stop);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    send({ type: 'fatal', reason });
+    logger.error('Worker failed to start', { reason });
+    await logger.flush();
+    process.exit(1);
+  }
+}

@@ -1,0 +1,74 @@
+import cors from '@koa/cors';
+import Router from '@koa/router';
+import Koa from 'koa';
+import helmet from 'koa-helmet';
+import type { Acl } from '../acl/acl.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Config } from '../config/config.js';
+import { MethodNotAllowedError, NotFoundError } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
+import type { Store } from '../stores/store.js';
+import { accessLogMiddleware } from './access-log-middleware.js';
+import type { EkmState } from './ekm-state.js';
+import { errorMiddleware } from './error-middleware.js';
+import { privateKeyRoutes } from './routes/private-key-routes.js';
+import { publicKeyRoutes } from './routes/public-key-routes.js';
+import { serviceRoutes } from './routes/service-routes.js';
+
+export interface AppParts {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly authenticator: Authenticator;
+  readonly acl: Acl;
+}
+
+/** API paths recognised behind a reverse proxy that adds a prefix (e.g. /ekm/v1/keys/private). */
+const PREFIXED_ROUTE = /^(?:\/[^/]+)*?(\/(?:v1\/keys\/|keys\/|\.well-known\/openpgpkey\/).*|\/health|\/error)$/;
+
+/**
+ * The Koa application. Middleware order: access log and request id, error rendering, security
+ * headers, CORS, path prefix removal, routes, then 404/405 for everything else.
+ */
+export function createApp(parts: AppParts): Koa<EkmState> {
+  const { config, logger, store, authenticator, acl } = parts;
+  const app = new Koa<EkmState>({ proxy: false });
+  // Errors are rendered by errorMiddleware; Koa's own handler would log to stderr.
+  app.silent = true;
+  app.use(accessLogMiddleware(logger));
+  app.use(errorMiddleware);
+  app.use(helmet());
+  app.use(
+    cors({
+      origin: (ctx) => {
+        const origin = ctx.get('Origin');
+        return config.api.corsOrigins === undefined || config.api.corsOrigins.includes(origin) ? origin : '';
+      },
+      allowMethods: ['GET', 'PUT', 'OPTIONS'],
+      allowHeaders: ['Authorization', 'Content-Type'],
+      exposeHeaders: ['X-Request-Id'],
+      maxAge: 600,
+    }),
+  );
+  app.use(async (ctx, next) => {
+    const m = PREFIXED_ROUTE.exec(ctx.path);
+    if (m !== null && m[1] !== ctx.path) ctx.path = m[1]!;
+    await next();
+  });
+  const router = new Router<EkmState>();
+  serviceRoutes(router, config, store);
+  privateKeyRoutes(router, config, authenticator, acl, store);
+  publicKeyRoutes(router, store);
+  app.use(router.routes());
+  app.use(
+    router.allowedMethods({
+      throw: true,
+      methodNotAllowed: () => new MethodNotAllowedError('Method not allowed on this path'),
+      notImplemented: () => new MethodNotAllowedError('Method not allowed on this path'),
+    }),
+  );
+  app.use((ctx) => {
+    throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+  });
+  return app;
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArguments, USAGE, UsageError } from './cli/arguments.js';
+import { serve } from './cli/serve.js';
+import { testStoreConnection } from './cli/test-store-connection.js';
+import { loadConfig, resolveConfigFile } from './config/load-config.js';
+import { ConfigError } from './errors.js';
+import { createLogger } from './logging/create-logger.js';
+
+/** The `flowcrypt-ekm` command: parse the arguments, load the config, run one command. */
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArguments(argv);
+  if (args.command === 'version') {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`flowcrypt-ekm ${pkg.version}\n`);
+    return 0;
+  }
+  if (args.command === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const config = loadConfig(resolveConfigFile(args.configFile));
+  const logger = createLogger(config.logger);
+  switch (args.command) {
+    case 'serve':
+      return serve(config, logger);
+    case 'test-store-connection':
+      return testStoreConnection(config, logger);
+    case 'export':
+    case 'import':
+      throw new UsageError(`--${args.command} is not available in this build`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      process.stderr.write(`flowcrypt-ekm: ${e.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`flowcrypt-ekm: ${e.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`flowcrypt-ekm: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
