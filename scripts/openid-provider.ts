@@ -130,7 +130,7 @@ async function newSigningKey(): Promise<SigningKey> {
 }
 
 async function importSigningKey(jwk: JWK): Promise<SigningKey> {
-  const privateKey = (await importJWK(jwk, 'RS256')) as PrivateSigningKey;
+  const privateKey = (await importJWK(jwk, 'RS256', { extractable: true })) as PrivateSigningKey;
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
   return { kid: jwk.kid!, privateKey, publicJwk: { ...pub, use: 'sig' } };
 }

@@ -59,7 +59,10 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   serviceRoutes(router, config, store);
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);
-  app.use(router.routes());
+  app.use(async (ctx, next) => {
+    await next();
+    if (ctx.status === 404 && ctx.body === undefined) throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+  });
   app.use(
     router.allowedMethods({
       throw: true,
@@ -67,8 +70,6 @@ export function createApp(parts: AppParts): Koa<EkmState> {
       notImplemented: () => new MethodNotAllowedError('Method not allowed on this path'),
     }),
   );
-  app.use((ctx) => {
-    throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
-  });
+  app.use(router.routes());
   return app;
 }

@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** build/src/main.js, the real `flowcrypt-ekm` entry point. */
+export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
+
+/** A free TCP port on 127.0.0.1 (bound and released: good enough for tests). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Writes a .properties file from a record, returning its path. */
+export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
+  const file = join(dir, name);
+  writeFileSync(file, Object.entries(properties).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+  return file;
+}
+
+/** Runs `flowcrypt-ekm` with arguments to completion, capturing its output. */
+export async function runEkm(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, output };
+}
+
+/**
+ * The real daemon (primary plus workers) started from build/src/main.js with a config written to
+ * a temp dir; waits until `/` answers. Collects everything it prints.
+ */
+export class EkmDaemon {
+  output = '';
+  private constructor(
+    readonly process: ChildProcess,
+    readonly baseUrl: string,
+    readonly configFile: string,
+  ) {
+    process.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    process.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+  }
+
+  static async start(options: {
+    properties: Readonly<Record<string, string>>;
+    env?: NodeJS.ProcessEnv;
+    dir?: string;
+    /** https when the properties enable it. */
+    scheme?: 'http' | 'https';
+    fetchOptions?: { ca?: string };
+  }): Promise<EkmDaemon> {
+    const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'ekm-daemon-'));
+    const port = options.properties['api.port'] ?? String(await freePort());
+    const configFile = writeProperties(dir, { 'api.hostname': '127.0.0.1', ...options.properties, 'api.port': port });
+    const child = spawn(process.execPath, [MAIN, `--config=${configFile}`], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const daemon = new EkmDaemon(child, `${options.scheme ?? 'http'}://127.0.0.1:${port}`, configFile);
+    await daemon.waitUntilServing();
+    return daemon;
+  }
+
+  /** Resolves once `/` answers 200 on every try of a few; rejects if the process exits first. */
+  async waitUntilServing(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.process.exitCode !== null || this.process.signalCode !== null) {
+        throw new Error(`EKM exited (${this.process.exitCode ?? this.process.signalCode}) before serving:\n${this.output}`);
+      }
+      if (/EKM listening on/.test(this.output)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`EKM did not start within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** PIDs of the worker processes (children of the primary). */
+  workerPids(): number[] {
+    const pid = this.process.pid!;
+    return readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  }
+
+  /** Sends a signal to the primary and waits for it to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) {
+      return { code: this.process.exitCode, signal: this.process.signalCode };
+    }
+    const exited = once(this.process, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    this.process.kill(signal);
+    const [code, sig] = await exited;
+    return { code, signal: sig };
+  }
+}
