@@ -31,8 +31,12 @@ export class JwksCache {
       return await this.keys!(header, token);
     } catch (e) {
       if ((e as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw e;
-      if (Date.now() - this.lastFetch < UNKNOWN_KID_REFETCH_INTERVAL_MS) throw e;
-      await this.refresh(true);
+      // A key the IdP has just rotated in: wait out the refetch interval rather than answer 401,
+      // which would make the client sign its user in again. Concurrent requests share one fetch.
+      const fetchedBefore = this.lastFetch;
+      const wait = fetchedBefore + UNKNOWN_KID_REFETCH_INTERVAL_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (this.lastFetch === fetchedBefore || this.inFlight !== undefined) await this.refresh(true);
       return this.keys!(header, token);
     }
   };
