@@ -31,6 +31,8 @@ export async function validatePrivateKey(armored: string, email: string, claimed
     }
     throw new KeyRejectedError('Not an armored OpenPGP private key');
   }
+  const blocks = armored.split('-----BEGIN PGP PRIVATE KEY BLOCK-----').length - 1;
+  if (blocks > 1) throw new KeyRejectedError(`Exactly one private key is expected, found ${blocks} armored blocks`);
   let keys: openpgp.PrivateKey[];
   try {
     keys = await openpgp.readPrivateKeys({ armoredKeys: armored });

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as openpgp from 'openpgp';
+import { KeyRejectedError } from '../../src/errors.js';
+import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
+import { makePrivateKey, twoKeysInOneArmor } from '../support/openpgp-keys.js';
+
+const rejected = (promise: Promise<unknown>, message: RegExp) =>
+  assert.rejects(promise, (e: unknown) => {
+    assert.ok(e instanceof KeyRejectedError, String(e));
+    assert.equal(e.status, 400);
+    assert.match(e.message, message);
+    return true;
+  });
+
+describe('private key policy', () => {
+  let alice: Awaited<ReturnType<typeof makePrivateKey>>;
+  before(async () => {
+    alice = await makePrivateKey('Alice@Example.com');
+  });
+
+  it('accepts a decrypted Curve25519 key with a user id for the email, deriving the public key', async () => {
+    const stored = await validatePrivateKey(alice.armored, 'alice@example.com');
+    assert.equal(stored.email, 'alice@example.com');
+    assert.equal(stored.fingerprint, alice.fingerprint);
+    const pub = await openpgp.readKey({ armoredKey: stored.publicKey });
+    assert.equal(pub.isPrivate(), false);
+    assert.equal(pub.getFingerprint().toUpperCase(), alice.fingerprint);
+    const priv = await openpgp.readPrivateKey({ armoredKey: stored.privateKey });
+    assert.equal(priv.isDecrypted(), true);
+  });
+
+  it('accepts RSA 2048 and refuses RSA 1024', async () => {
+    const rsa = await makePrivateKey('rsa@example.com', { type: 'rsa', rsaBits: 2048 });
+    assert.equal((await validatePrivateKey(rsa.armored, 'rsa@example.com')).fingerprint, rsa.fingerprint);
+    const weak = await makePrivateKey('weak@example.com', { type: 'rsa', rsaBits: 1024 });
+    await rejected(validatePrivateKey(weak.armored, 'weak@example.com'), /2048|self-signature/);
+  });
+
+  it('refuses what is not a decrypted private key of this user', async () => {
+    await rejected(validatePrivateKey('hello', 'alice@example.com'), /Not an armored OpenPGP private key/);
+    await rejected(validatePrivateKey(alice.publicKey, 'alice@example.com'), /public key/);
+    await rejected(validatePrivateKey(alice.armored.replace(/\n[A-Za-z0-9+/]{20}/, '\nAAAAAAAAAAAAAAAAAAAA'), 'alice@example.com'), /Not a valid OpenPGP private key|self-signature/);
+    const encrypted = await makePrivateKey('enc@example.com', { passphrase: 'secret passphrase' });
+    await rejected(validatePrivateKey(encrypted.armored, 'enc@example.com'), /encrypted/);
+    const expired = await makePrivateKey('old@example.com', { expired: true });
+    await rejected(validatePrivateKey(expired.armored, 'old@example.com'), /expired/);
+    await rejected(validatePrivateKey(alice.armored, 'bob@example.com'), /no user id for bob@example.com/);
+    const bob = await makePrivateKey('bob@example.com');
+    await rejected(validatePrivateKey(`${alice.armored}\n${bob.armored}`, 'alice@example.com'), /Exactly one private key is expected, found 2 armored blocks/);
+    const both = await twoKeysInOneArmor(alice.armored, bob.armored);
+    await rejected(validatePrivateKey(both, 'alice@example.com'), /Exactly one private key is expected, found 2$/);
+  });
+
+  it('checks what a legacy client claims about its key', async () => {
+    const bob = await makePrivateKey('bob@example.com');
+    const ok = await validatePrivateKey(alice.armored, 'alice@example.com', { publicKey: alice.publicKey, fingerprint: alice.fingerprint.toLowerCase(), longid: alice.fingerprint.slice(-16) });
+    assert.equal(ok.fingerprint, alice.fingerprint);
+    await rejected(validatePrivateKey(alice.armored, 'alice@example.com', { fingerprint: bob.fingerprint }), /fingerprint sent does not match/);
+    await rejected(validatePrivateKey(alice.armored, 'alice@example.com', { longid: bob.fingerprint.slice(-16) }), /longid sent does not match/);
+    await rejected(validatePrivateKey(alice.armored, 'alice@example.com', { publicKey: bob.publicKey }), /public key sent does not match/);
+  });
+});
+

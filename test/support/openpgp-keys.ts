@@ -1,0 +1,28 @@
+import * as openpgp from 'openpgp';
+
+/** Real OpenPGP keys made with OpenPGP.js, as the FlowCrypt apps make them. */
+export async function makePrivateKey(
+  emails: string | string[],
+  options: { type?: 'curve25519' | 'rsa'; rsaBits?: number; passphrase?: string; expired?: boolean } = {},
+): Promise<{ armored: string; publicKey: string; fingerprint: string }> {
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    userIDs: (Array.isArray(emails) ? emails : [emails]).map((email) => ({ name: 'Test User', email })),
+    type: options.type === 'rsa' ? 'rsa' : 'curve25519',
+    ...(options.type === 'rsa' ? { rsaBits: options.rsaBits ?? 2048 } : {}),
+    ...(options.passphrase ? { passphrase: options.passphrase } : {}),
+    ...(options.expired ? { date: new Date(Date.now() - 10 * 86400_000), keyExpirationTime: 86400 } : {}),
+    format: 'armored',
+    config: { minRSABits: 512 },
+  });
+  const key = await openpgp.readKey({ armoredKey: publicKey });
+  return { armored: privateKey, publicKey, fingerprint: key.getFingerprint().toUpperCase() };
+}
+
+/** Two private keys inside a single armor block (a transferable key sequence). */
+export async function twoKeysInOneArmor(a: string, b: string): Promise<string> {
+  const binary = [await openpgp.readPrivateKey({ armoredKey: a }), await openpgp.readPrivateKey({ armoredKey: b })].map((k) => k.write());
+  const joined = new Uint8Array(binary[0]!.length + binary[1]!.length);
+  joined.set(binary[0]!, 0);
+  joined.set(binary[1]!, binary[0]!.length);
+  return openpgp.armor(openpgp.enums.armor.privateKey, joined);
+}
