@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { request } from './http-client.js';
 
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
@@ -56,7 +57,8 @@ export class EkmDaemon {
     dir?: string;
     /** https when the properties enable it. */
     scheme?: 'http' | 'https';
-    fetchOptions?: { ca?: string };
+    /** The CA that signed the daemon's HTTPS certificate. */
+    ca?: string;
   }): Promise<EkmDaemon> {
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'ekm-daemon-'));
     const port = options.properties['api.port'] ?? String(await freePort());
@@ -66,19 +68,23 @@ export class EkmDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const daemon = new EkmDaemon(child, `${options.scheme ?? 'http'}://127.0.0.1:${port}`, configFile);
-    await daemon.waitUntilServing();
+    await daemon.waitUntilServing(options.ca);
     return daemon;
   }
 
-  /** Resolves once `/` answers 200 on every try of a few; rejects if the process exits first. */
-  async waitUntilServing(timeoutMs = 30_000): Promise<void> {
+  /** Resolves once `/` answers 200; rejects if the process exits first. */
+  async waitUntilServing(ca?: string, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (this.process.exitCode !== null || this.process.signalCode !== null) {
         throw new Error(`EKM exited (${this.process.exitCode ?? this.process.signalCode}) before serving:\n${this.output}`);
       }
-      if (/EKM listening on/.test(this.output)) return;
-      await new Promise((r) => setTimeout(r, 50));
+      try {
+        if ((await request(`${this.baseUrl}/`, { ca, timeoutMs: 2000 })).status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`EKM did not start within ${timeoutMs} ms:\n${this.output}`);
   }

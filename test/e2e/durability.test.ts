@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { EkmDaemon } from '../support/ekm-daemon.js';
+import { request } from '../support/http-client.js';
+import { makePrivateKey } from '../support/openpgp-keys.js';
+import { TestPki } from '../support/test-pki.js';
+
+const USERS = 160;
+const CLIENTS = 8;
+
+describe('durability: kill -9 of the whole service while clients PUT', () => {
+  let pki: TestPki;
+  let idp: OpenIdProvider;
+  const dataDir = mkdtempSync(join(tmpdir(), 'ekm-durability-'));
+  let properties: Record<string, string>;
+
+  before(async () => {
+    pki = new TestPki();
+    const cert = pki.issue('idp', { hosts: ['127.0.0.1'] });
+    idp = await OpenIdProvider.start({ tls: { key: cert.keyPem, cert: cert.certPem }, audience: 'durability' });
+    properties = {
+      'org.id': 'durability.org',
+      'api.workers': '2',
+      'api.https.enabled': 'false',
+      'store.type': 'EncryptedDbStore',
+      'store.db.folder': dataDir,
+      'store.db.encryption.key': 'durability passphrase',
+      'logger.default.level': 'warn',
+      'auth.type': 'OpenIDConnectAuthenticator',
+      'auth.openid.issuer': idp.issuer,
+      'auth.openid.jwks': idp.jwksUri,
+      'auth.openid.audience': 'durability',
+      'acl.type': 'SimpleAcl',
+    };
+  });
+  after(async () => {
+    await idp?.close();
+    pki?.remove();
+  });
+
+  it('loses no write that was answered 200', async () => {
+    const users = await Promise.all(
+      Array.from({ length: USERS }, async (_, i) => {
+        const email = `user${i}@durability.example`;
+        return { email, key: await makePrivateKey(email), token: await idp.mint({ email, email_verified: true }) };
+      }),
+    );
+    const env = { NODE_EXTRA_CA_CERTS: pki.caCertFile };
+    const ekm = await EkmDaemon.start({ properties, env });
+    const acknowledged = new Set<string>();
+    let next = 0;
+    let killed = false;
+    const client = async () => {
+      while (next < USERS && !killed) {
+        const user = users[next++]!;
+        try {
+          const answer = await request(`${ekm.baseUrl}/v1/keys/private`, {
+            method: 'PUT',
+            headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ privateKey: user.key.armored }),
+            timeoutMs: 5000,
+          });
+          if (answer.status === 200) acknowledged.add(user.email);
+        } catch {
+          // The service died under this request: not acknowledged, so it may or may not be stored.
+        }
+      }
+    };
+    const clients = Array.from({ length: CLIENTS }, client);
+    // Kill everything at once, mid-stream, once a good number of writes were acknowledged.
+    while (acknowledged.size < USERS / 3) await new Promise((r) => setTimeout(r, 5));
+    const pids = [ekm.process.pid!, ...ekm.workerPids()];
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    killed = true;
+    await Promise.all(clients);
+    await ekm.stop();
+    const ackedAtKill = acknowledged.size;
+    assert.ok(ackedAtKill < USERS, 'the kill came too late to test anything');
+
+    const again = await EkmDaemon.start({ properties, env });
+    try {
+      let found = 0;
+      for (const user of users.filter((u) => acknowledged.has(u.email))) {
+        const answer = await request(`${again.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${user.token}` } });
+        assert.equal(answer.status, 200, answer.text);
+        const fingerprints = await Promise.all(
+          answer.json.privateKeys.map(async (k: { decryptedPrivateKey: string }) => (await import('openpgp')).readPrivateKey({ armoredKey: k.decryptedPrivateKey }).then((p) => p.getFingerprint().toUpperCase())),
+        );
+        if (fingerprints.includes(user.key.fingerprint)) found++;
+      }
+      console.log(`durability: ${ackedAtKill} of ${USERS} PUTs answered 200 before kill -9 of ${pids.length} processes; ${found} of them found after restart`);
+      assert.equal(found, ackedAtKill);
+    } finally {
+      await again.stop();
+    }
+  });
+});
