@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { freePort, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { TestPki } from '../support/test-pki.js';
+
+const version = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
+
+const properties = (dir: string, extra: Record<string, string> = {}) => ({
+  'org.id': 'cli.org',
+  'api.hostname': '127.0.0.1',
+  'api.https.enabled': 'false',
+  'store.type': 'EncryptedDbStore',
+  'store.db.folder': join(dir, 'data'),
+  'store.db.encryption.key': 'cli passphrase 9d8e',
+  'auth.type': 'OpenIDConnectAuthenticator',
+  'auth.openid.issuer': 'https://accounts.google.com',
+  'auth.openid.audience': 'cli-client',
+  'acl.type': 'SimpleAcl',
+  ...extra,
+});
+
+describe('command line', () => {
+  it('prints the version and the help', async () => {
+    const v = await runEkm(['--version']);
+    assert.equal(v.code, 0);
+    assert.equal(v.output, `flowcrypt-ekm ${version}\n`);
+    const h = await runEkm(['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.output, /--test-store-connection/);
+    assert.match(h.output, /--config=<file>/);
+  });
+
+  it('refuses unknown arguments with the usage and exit code 2', async () => {
+    const r = await runEkm(['--verison']);
+    assert.equal(r.code, 2);
+    assert.match(r.output, /Unknown option '--verison'/);
+    assert.match(r.output, /Usage: flowcrypt-ekm/);
+  });
+
+  it('tests the store connection with the original steps and the latency', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    const config = writeProperties(dir, properties(dir));
+    const r = await runEkm([`--config=${config}`, '--test-store-connection']);
+    assert.equal(r.code, 0, r.output);
+    const steps = ['Registering EncryptedDbStore as Store implementation', 'initiating test', 'store session started successfully',
+      'testing store search command', 'round trip latency: ', 'closing session', 'success'];
+    let at = 0;
+    for (const step of steps) {
+      const found = r.output.indexOf(step, at);
+      assert.ok(found >= at, `missing or out of order: ${step}\n${r.output}`);
+      at = found;
+    }
+    assert.match(r.output, /round trip latency: \d+(\.\d)?ms/);
+  });
+
+  it('fails the store test with exit 1 on a wrong passphrase, without printing it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    assert.equal((await runEkm([`--config=${writeProperties(dir, properties(dir))}`, '--test-store-connection'])).code, 0);
+    const wrong = writeProperties(dir, properties(dir, { 'store.db.encryption.key': 'not the passphrase 77' }), 'wrong.properties');
+    const r = await runEkm([`--config=${wrong}`, '--test-store-connection']);
+    assert.equal(r.code, 1);
+    assert.match(r.output, /failure: .*wrong passphrase/);
+    assert.equal(r.output.includes('not the passphrase 77'), false);
+    assert.equal(r.output.includes('cli passphrase 9d8e'), false);
+  });
+
+  it('refuses to start on a config error with one clear line and exit 1, before forking', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ 'api.port': 'abc' }, /\[abc\] is not a valid option for property \[api.port\]/],
+      [{ 'api.prot': '80' }, /Unknown property 'api.prot' .*did you mean 'api.port'\?/],
+      [{ 'store.type': 'FileStore' }, /\[FileStore\] is not a valid option for property \[store.type\]; valid options: EncryptedDbStore, Pkcs11Store, KmipStore/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await runEkm([`--config=${writeProperties(dir, properties(dir, extra))}`]);
+      assert.equal(r.code, 1, r.output);
+      assert.match(r.output, message);
+      assert.equal(r.output.trim().split('\n').length, 1, r.output);
+    }
+    const missing = await runEkm([], { cwd: mkdtempSync(join(tmpdir(), 'ekm-empty-')) });
+    assert.equal(missing.code, 1);
+    assert.match(missing.output, /Config file not found: tried .* --config=<file>/);
+  });
+
+  it('refuses a keystore with the wrong password, naming the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    const pki = new TestPki();
+    try {
+      const file = pki.pkcs12(pki.issue('server', { hosts: ['127.0.0.1'] }), 'right password', 'openssl-legacy');
+      const r = await runEkm([`--config=${writeProperties(dir, properties(dir, { 'api.https.enabled': 'true', 'api.https.key.file': file, 'api.https.key.password': 'wrong password' }))}`]);
+      assert.equal(r.code, 1);
+      assert.match(r.output, new RegExp(`api.https.key.file: wrong password for keystore ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      assert.equal(r.output.includes('wrong password\n'), false);
+    } finally {
+      pki.remove();
+    }
+  });
+
+  it('stops with the reason instead of forking forever when workers fail at start', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    const port = await freePort();
+    const blocker = createServer().listen(port, '127.0.0.1');
+    await once(blocker, 'listening');
+    try {
+      const started = Date.now();
+      const r = await runEkm([`--config=${writeProperties(dir, properties(dir, { 'api.port': String(port), 'api.workers': '2' }))}`]);
+      assert.equal(r.code, 1, r.output);
+      assert.match(r.output, /Workers keep failing at start, stopping the service: .*EADDRINUSE/);
+      assert.ok(Date.now() - started < 30_000);
+    } finally {
+      blocker.close();
+    }
+  });
+});
