@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { EkmDaemon } from '../support/ekm-daemon.js';
+import { request } from '../support/http-client.js';
+import { TestPki } from '../support/test-pki.js';
+
+describe('JWKS discovered from the issuer (auth.openid.jwks unset)', () => {
+  let pki: TestPki;
+  let idp: OpenIdProvider;
+  let ekm: EkmDaemon;
+
+  before(async () => {
+    pki = new TestPki();
+    const cert = pki.issue('idp', { hosts: ['127.0.0.1'] });
+    idp = await OpenIdProvider.start({ tls: { key: cert.keyPem, cert: cert.certPem }, audience: 'discovery-client' });
+    ekm = await EkmDaemon.start({
+      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
+      properties: {
+        'org.id': 'discovery.org',
+        'api.workers': '1',
+        'api.https.enabled': 'false',
+        'store.type': 'EncryptedDbStore',
+        'store.db.folder': mkdtempSync(join(tmpdir(), 'ekm-discovery-')),
+        'store.db.encryption.key': 'discovery passphrase',
+        'auth.type': 'OpenIDConnectAuthenticator',
+        'auth.openid.issuer': idp.issuer,
+        'auth.openid.audience': 'discovery-client',
+        'acl.type': 'SimpleAcl',
+      },
+    });
+  });
+  after(async () => {
+    await ekm?.stop();
+    await idp?.close();
+    pki?.remove();
+  });
+
+  it('answers 503 while discovery fails, then verifies tokens once the issuer is back', async () => {
+    const token = await idp.mint({ email: 'dora@example.com', email_verified: true });
+    const get = () => request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${token}` } });
+    idp.available = false;
+    const down = await get();
+    assert.equal(down.status, 503, down.text);
+    assert.deepEqual(Object.keys(down.json).sort(), ['code', 'details', 'message']);
+    assert.equal(down.json.code, 503);
+    idp.available = true;
+    const up = await get();
+    assert.equal(up.status, 200, up.text);
+    assert.deepEqual(up.json, { privateKeys: [] });
+    assert.equal(idp.jwksRequests, 1);
+    assert.match(ekm.output, /Discovered the JWKS URL from the issuer metadata/);
+  });
+});
