@@ -69,7 +69,10 @@ export function parseConfig(text: string, file: string): Config {
     }
     if (applies) values.set(def.name, convert(def, value, file));
   }
-  return deepFreeze(build(values, file, warnings));
+  const config = build(values, file, warnings);
+  // Serialise by whitelist of the non-secret: a config that reaches a log never carries a secret.
+  Object.defineProperty(config, 'toJSON', { value: () => redacted(config), enumerable: false });
+  return deepFreeze(config);
 }
 
 function readProperties(text: string, file: string): RawProperties {
@@ -214,6 +217,14 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
     acl: { type: str('acl.type') as Config['acl']['type'] },
     warnings,
   };
+}
+
+const SECRET_FIELDS = new Set(['password', 'encryptionKey', 'pin', 'token']);
+
+function redacted(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redacted);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_FIELDS.has(k) ? '[redacted]' : redacted(v)]));
 }
 
 /** The known property closest to a misspelt one (Levenshtein distance), if any is close enough. */

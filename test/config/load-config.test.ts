@@ -135,6 +135,15 @@ describe('config validation', () => {
     assert.equal(parse({ 'org.domains': 'example.com' }).warnings.length, 0);
   });
 
+  it('serialises without secrets', () => {
+    const config = parse({ 'api.https.enabled': 'true', 'api.https.key.file': 'k.p12', 'api.https.key.password': 'keystore-secret-1', 'store.db.encryption.key': 'db-secret-2' });
+    const json = JSON.stringify(config);
+    assert.equal(json.includes('keystore-secret-1'), false);
+    assert.equal(json.includes('db-secret-2'), false);
+    assert.match(json, /"encryptionKey":"\[redacted\]"/);
+    assert.match(json, /"file":"\/etc\/ekm\/k.p12"/);
+  });
+
   it('never echoes a secret in an error', () => {
     assert.throws(() => parse({ 'store.db.encryption.key': 'hunter2-secret', 'api.prot': '1' }), (e: Error) => !e.message.includes('hunter2'));
   });

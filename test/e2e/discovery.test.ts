@@ -6,9 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { EkmDaemon } from '../support/ekm-daemon.js';
 import { request } from '../support/http-client.js';
+import { makePrivateKey } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
-describe('JWKS discovered from the issuer (auth.openid.jwks unset)', () => {
+describe('JWKS discovered from the issuer (auth.openid.jwks unset), admin-provisioned mode', () => {
   let pki: TestPki;
   let idp: OpenIdProvider;
   let ekm: EkmDaemon;
@@ -30,6 +31,7 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset)', () => {
         'auth.openid.issuer': idp.issuer,
         'auth.openid.audience': 'discovery-client',
         'acl.type': 'SimpleAcl',
+        'api.keys.provisioning': 'admin',
       },
     });
   });
@@ -53,5 +55,23 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset)', () => {
     assert.deepEqual(up.json, { privateKeys: [] });
     assert.equal(idp.jwksRequests, 1);
     assert.match(ekm.output, /Discovered the JWKS URL from the issuer metadata/);
+  });
+
+  it('refuses client key uploads with 405 and the administrator message', async () => {
+    const token = await idp.mint({ email: 'Dora@Example.com', email_verified: true });
+    const key = await makePrivateKey('dora@example.com');
+    const put = await request(`${ekm.baseUrl}/v1/keys/private`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ privateKey: key.armored }),
+    });
+    assert.equal(put.status, 405);
+    assert.deepEqual(put.json, {
+      code: 405,
+      message: 'No key has been generated for dora@example.com yet. Please ask your administrator.',
+      details: 'Keys are provisioned by an administrator',
+    });
+    const get = await request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${token}` } });
+    assert.deepEqual(get.json, { privateKeys: [] });
   });
 });
