@@ -2,10 +2,18 @@ import type { AuthConfig } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 import type { Authenticator } from './authenticator.js';
 import { OpenIdConnectAuthenticator } from './openid-connect-authenticator.js';
+import type { OutboundFetch } from './outbound-fetch.js';
+
+/** What every authenticator receives besides its own section of the config. */
+export interface AuthenticatorDependencies {
+  readonly logger: Logger;
+  /** For calls to the identity provider; honours the proxy environment. */
+  readonly fetch: OutboundFetch;
+}
 
 /** The config name of each authenticator (`auth.type`) and its factory. */
 export const AUTHENTICATORS: {
-  readonly [T in AuthConfig['type']]: (config: AuthConfig, logger: Logger) => Authenticator;
+  readonly [T in AuthConfig['type']]: (config: AuthConfig, deps: AuthenticatorDependencies) => Authenticator;
 } = {
-  OpenIDConnectAuthenticator: (config, logger) => new OpenIdConnectAuthenticator(config.openid, logger),
+  OpenIDConnectAuthenticator: (config, deps) => new OpenIdConnectAuthenticator(config.openid, deps.fetch, deps.logger),
 } as const;

@@ -1,6 +1,7 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { IdentityProviderUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
+import type { OutboundFetch } from './outbound-fetch.js';
 
 /** Refetch on an unknown `kid` at most this often: a rotated key must work within seconds. */
 export const UNKNOWN_KID_REFETCH_INTERVAL_MS = 5_000;
@@ -21,6 +22,7 @@ export class JwksCache {
 
   constructor(
     private readonly locate: () => Promise<string>,
+    private readonly fetch: OutboundFetch,
     private readonly logger: Logger,
   ) {}
 
@@ -58,7 +60,7 @@ export class JwksCache {
     const url = await this.locate();
     let response: Response;
     try {
-      response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
+      response = await this.fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw new Error(`Cannot fetch the JWKS from ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);

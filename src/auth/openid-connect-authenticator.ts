@@ -5,6 +5,7 @@ import { AuthenticationError, EkmError, IdentityProviderUnavailableError } from 
 import type { Logger } from '../logging/logger.js';
 import type { Authenticator, Identity } from './authenticator.js';
 import { JwksCache } from './jwks-cache.js';
+import type { OutboundFetch } from './outbound-fetch.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /** Asymmetric algorithms only: never `none`, never HS* (which would accept the public key as a secret). */
@@ -26,10 +27,11 @@ export class OpenIdConnectAuthenticator implements Authenticator {
 
   constructor(
     private readonly config: AuthConfig['openid'],
+    private readonly fetch: OutboundFetch,
     private readonly logger: Logger,
   ) {
     this.issuers = GOOGLE_ISSUERS.includes(config.issuer.replace(/\/$/, '')) ? GOOGLE_ISSUERS : [config.issuer];
-    this.jwks = new JwksCache(() => this.jwksUri(), logger);
+    this.jwks = new JwksCache(() => this.jwksUri(), fetch, logger);
   }
 
   async authenticate(authorization: string | undefined): Promise<Identity> {
@@ -60,7 +62,7 @@ export class OpenIdConnectAuthenticator implements Authenticator {
   private jwksUri(): Promise<string> {
     if (this.config.jwks !== undefined) return Promise.resolve(this.config.jwks);
     this.discovered ??= oidc
-      .discovery(new URL(this.config.issuer), this.config.audience[0]!)
+      .discovery(new URL(this.config.issuer), this.config.audience[0]!, undefined, undefined, { [oidc.customFetch]: this.fetch })
       .then((c) => {
         const uri = c.serverMetadata().jwks_uri;
         if (uri === undefined) throw new Error(`The issuer's metadata has no jwks_uri`);

@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ACLS } from '../acl/acl-registry.js';
 import { AUTHENTICATORS } from '../auth/authenticator-registry.js';
+import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../logging/logger.js';
@@ -26,7 +27,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       config,
       logger,
       store,
-      authenticator: AUTHENTICATORS[config.auth.type](config.auth, logger),
+      authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
       acl: ACLS[config.acl.type](config),
     });
     const server = config.api.https

@@ -8,18 +8,21 @@ import { EkmDaemon } from '../support/ekm-daemon.js';
 import { request } from '../support/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
+import { ConnectProxy } from '../support/connect-proxy.js';
 
-describe('JWKS discovered from the issuer (auth.openid.jwks unset), admin-provisioned mode', () => {
+describe('JWKS discovered from the issuer (auth.openid.jwks unset) through HTTPS_PROXY; admin-provisioned mode', () => {
   let pki: TestPki;
   let idp: OpenIdProvider;
   let ekm: EkmDaemon;
+  let proxy: ConnectProxy;
 
   before(async () => {
     pki = new TestPki();
     const cert = pki.issue('idp', { hosts: ['127.0.0.1'] });
     idp = await OpenIdProvider.start({ tls: { key: cert.keyPem, cert: cert.certPem }, audience: 'discovery-client' });
+    proxy = await ConnectProxy.start();
     ekm = await EkmDaemon.start({
-      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
+      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile, HTTPS_PROXY: proxy.url, https_proxy: undefined, NO_PROXY: undefined, no_proxy: undefined },
       properties: {
         'org.id': 'discovery.org',
         'api.workers': '1',
@@ -38,6 +41,7 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset), admin-provis
   after(async () => {
     await ekm?.stop();
     await idp?.close();
+    await proxy?.close();
     pki?.remove();
   });
 
@@ -55,6 +59,8 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset), admin-provis
     assert.deepEqual(up.json, { privateKeys: [] });
     assert.equal(idp.jwksRequests, 1);
     assert.match(ekm.output, /Discovered the JWKS URL from the issuer metadata/);
+    const idpHostPort = new URL(idp.issuer).host;
+    assert.ok(proxy.tunnels.length >= 2 && proxy.tunnels.every((t) => t === idpHostPort), `tunnels: ${proxy.tunnels.join(' ')}`);
   });
 
   it('refuses client key uploads with 405 and the administrator message', async () => {
