@@ -1,6 +1,7 @@
 import type { StoreConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { openEncryptedDbStore } from './encrypted-db-store.js';
+import { openKmipStore } from './kmip-store.js';
 import type { Store, StoreDependencies } from './store.js';
 
 type StoreFactory<T extends StoreConfig['type']> = (
@@ -16,7 +17,7 @@ const notInThisBuild = (type: string) => async (): Promise<Store> => {
 export const STORE_FACTORIES: { readonly [T in StoreConfig['type']]: StoreFactory<T> } = {
   EncryptedDbStore: openEncryptedDbStore,
   Pkcs11Store: notInThisBuild('Pkcs11Store'),
-  KmipStore: notInThisBuild('KmipStore'),
+  KmipStore: openKmipStore,
 } as const;
 
 /** Opens the configured store; throws ConfigError for operator mistakes, StoreUnavailableError for outages. */
