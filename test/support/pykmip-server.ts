@@ -33,6 +33,8 @@ export class PykmipServer {
   private child: ChildProcess | undefined;
   private readonly configFile: string;
   private readonly logFile: string;
+  /** Keystores made so far (keytool is slow, and refuses to add a CA twice to one truststore). */
+  private readonly files = new Map<string, string>();
   private readonly killOnExit = () => this.killGroup('SIGKILL');
 
   private constructor(readonly port: number) {
@@ -127,12 +129,18 @@ export class PykmipServer {
 
   /** A client keystore for `cert` (default: the accepted client certificate) made by `flavour`. */
   keystore(flavour: Pkcs12Flavour = 'openssl', cert: IssuedCert = this.client, pki: TestPki = this.pki): KeystoreRef {
-    return { property: 'store.kmip.key.file', file: pki.pkcs12(cert, KEYSTORE_PASSWORD, flavour), password: KEYSTORE_PASSWORD };
+    const id = `${cert.certFile} ${flavour}`;
+    const file = this.files.get(id) ?? pki.pkcs12(cert, KEYSTORE_PASSWORD, flavour);
+    this.files.set(id, file);
+    return { property: 'store.kmip.key.file', file, password: KEYSTORE_PASSWORD };
   }
 
   /** A truststore with the CA of `pki` (default: the one that signed the server's certificate). */
   truststore(flavour: 'openssl' | 'keytool' = 'keytool', pki: TestPki = this.pki): KeystoreRef {
-    return { property: 'truststore.file', file: pki.truststore(KEYSTORE_PASSWORD, flavour), password: KEYSTORE_PASSWORD };
+    const id = `${pki.dir} truststore ${flavour}`;
+    const file = this.files.get(id) ?? pki.truststore(KEYSTORE_PASSWORD, flavour);
+    this.files.set(id, file);
+    return { property: 'truststore.file', file, password: KEYSTORE_PASSWORD };
   }
 
   /** store.kmip.* for a client the server accepts, trusting the server's CA. */

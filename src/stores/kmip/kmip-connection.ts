@@ -206,10 +206,16 @@ function describeSocketError(e: Error, phase: 'connect' | 'handshake' | 'request
   }
   const alert = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(.+)$/.exec(code);
   if (alert !== null) {
-    return make(
-      `TLS handshake failed: ${at} refused the connection (TLS alert: ${alert[1]!.toLowerCase().replace(/_/g, ' ')}); ` +
-        'it does not accept the client certificate in store.kmip.key.file, or none of its TLS versions and ciphers',
-    );
+    const name = alert[1]!;
+    const why =
+      name === 'UNKNOWN_CA'
+        ? 'it does not trust the CA that issued the client certificate in store.kmip.key.file'
+        : name === 'UNSUPPORTED_CERTIFICATE'
+          ? 'it does not accept the client certificate in store.kmip.key.file for a client: does the certificate carry extendedKeyUsage=clientAuth?'
+          : /CERTIFICATE/.test(name)
+            ? 'it does not accept the client certificate in store.kmip.key.file'
+            : 'it does not accept the client certificate in store.kmip.key.file, or none of its TLS versions and ciphers';
+    return make(`TLS handshake failed: ${at} refused the connection (TLS alert: ${name.toLowerCase().replace(/_/g, ' ')}); ${why}`);
   }
   if (code.startsWith('ERR_SSL')) return make(`TLS handshake with ${at} failed (${code}): is it a KMIP server speaking TLS on that port?`);
   if (phase === 'handshake' && (code === 'ECONNRESET' || code === 'EPIPE')) {

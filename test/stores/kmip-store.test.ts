@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
+import { openKmipStore } from '../../src/stores/kmip-store.js';
+import { KmipClient } from '../../src/stores/kmip/kmip-client.js';
+import { DEFAULT_POOL_OPTIONS } from '../../src/stores/kmip/kmip-connection-pool.js';
+import { ObjectType } from '../../src/stores/kmip/kmip-enums.js';
+import { getAttributes, locate, readAttributes, readLocated } from '../../src/stores/kmip/kmip-messages.js';
+import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
+import { MemoryLogger } from '../support/memory-logger.js';
+import { PykmipServer } from '../support/pykmip-server.js';
+import { TestPki } from '../support/test-pki.js';
+import { makeKey, runStoreConformance } from './store-conformance.js';
+
+const deps = () => ({ logger: new MemoryLogger() });
+
+runStoreConformance('KmipStore on PyKMIP', async () => {
+  const kmip = await PykmipServer.start();
+  return { store: await openKmipStore(kmip.storeConfig(), deps()), cleanup: () => kmip.remove() };
+});
+
+/** A raw client on the server, to look at what the store left there. */
+function rawClient(kmip: PykmipServer): KmipClient {
+  const config = kmip.storeConfig();
+  return new KmipClient({
+    host: config.hostname,
+    port: config.port,
+    identity: loadKeystore(config.key),
+    truststore: loadTruststore(config.truststore!),
+    truststoreFile: config.truststore!.file,
+    pool: DEFAULT_POOL_OPTIONS,
+  });
+}
+
+describe('KmipStore on PyKMIP', () => {
+  let kmip: PykmipServer;
+  before(async () => {
+    kmip = await PykmipServer.start();
+  });
+  after(async () => {
+    await kmip.remove();
+  });
+
+  it('keeps keys as Secret Data tagged with keyed hashes only: no email or fingerprint in any attribute or the server log', async () => {
+    const store = await openKmipStore(kmip.storeConfig(), deps());
+    const key = makeKey('Plain.Text-Check@Example.com'.toLowerCase());
+    await store.upsert(key);
+    assert.deepEqual(await store.listByEmail(key.email), [key]);
+    await store.close();
+
+    const client = rawClient(kmip);
+    const ids = readLocated(await client.one(locate([]), 'Locate'));
+    assert.ok(ids.length >= 2, 'the record and the index key');
+    const attributes = (await client.batch(ids.map((id) => getAttributes(id, [])))).items.flatMap((i) => readAttributes(i.payload));
+    const text = JSON.stringify(attributes, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('latin1') : v));
+    assert.match(text, /ekm1-owner-/);
+    assert.match(text, /ekm1-fp-/);
+    for (const secret of [key.email, 'plain.text-check', 'example.com', key.fingerprint, key.fingerprint.toLowerCase(), key.fingerprint.slice(-16)]) {
+      assert.equal(text.toLowerCase().includes(secret.toLowerCase()), false, `${secret} found in the attributes`);
+    }
+    const types = attributes.filter((a) => a.name === 'Object Type').map((a) => a.value.value);
+    assert.ok(types.length >= 2 && types.every((t) => t === ObjectType.SecretData), 'every object is Secret Data');
+    await client.close();
+    const log = readFileSync(`${kmip.dir}/server.log`, 'utf8');
+    assert.equal(log.includes(key.email), false);
+    assert.equal(log.includes(key.privateKey.slice(60, 100)), false);
+  });
+
+  it('shares data between stores with their own connections (the index key lives on the server)', async () => {
+    const a = await openKmipStore(kmip.storeConfig(), deps());
+    const b = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('keytool') }), deps());
+    const key = makeKey('shared@example.com');
+    assert.equal(await a.upsert(key), 'added');
+    assert.deepEqual(await b.listByEmail(key.email), [key]);
+    assert.equal(await b.upsert({ ...key, privateKey: `${key.privateKey}\n` }), 'updated');
+    assert.deepEqual((await a.listByEmail(key.email)).map((k) => k.privateKey), [`${key.privateKey}\n`]);
+    assert.equal(await a.delete(key.email, key.fingerprint), true);
+    assert.deepEqual(await b.listByEmail(key.email), []);
+    await a.close();
+    await b.close();
+  });
+
+  for (const flavour of ['openssl', 'openssl-legacy', 'keytool'] as const) {
+    it(`connects with a client keystore made by ${flavour}`, async () => {
+      const store = await openKmipStore(kmip.storeConfig({ key: kmip.keystore(flavour) }), deps());
+      await store.probe();
+      await store.close();
+    });
+  }
+
+  it('trusts the server through a truststore made by openssl as well as keytool', async () => {
+    const store = await openKmipStore(kmip.storeConfig({ truststore: kmip.truststore('openssl') }), deps());
+    await store.probe();
+    await store.close();
+  });
+
+  it('refuses a wrong keystore password at open, naming the file and not the password', async () => {
+    const key = { ...kmip.keystore('openssl'), password: 'not-the-password' };
+    await assert.rejects(openKmipStore(kmip.storeConfig({ key }), deps()), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /store\.kmip\.key\.file/);
+      assert.match(e.message, /wrong password/);
+      assert.ok(e.message.includes(key.file));
+      assert.equal(e.message.includes('not-the-password'), false);
+      return true;
+    });
+  });
+
+  describe('operator errors in plain words', () => {
+    const other = new TestPki('Some Other CA');
+    after(() => other.remove());
+
+    const rejectsWith = async (config: Parameters<typeof openKmipStore>[0], pattern: RegExp) => {
+      const store = await openKmipStore(config, deps(), { connectTimeoutMs: 3000, requestTimeoutMs: 5000 });
+      const started = Date.now();
+      await assert.rejects(store.probe(), (e: unknown) => {
+        assert.ok(e instanceof StoreUnavailableError, String(e));
+        assert.equal(e.status, 503);
+        assert.match(e.details, pattern);
+        assert.equal(e.details.includes('kmip test pass'), false);
+        return true;
+      });
+      assert.ok(Date.now() - started < 6000);
+      await store.close();
+    };
+
+    it('connection refused', async () => {
+      const port = kmip.port === 1 ? 2 : 1;
+      await rejectsWith(kmip.storeConfig({ port }), /Connection refused by the KMIP server at 127\.0\.0\.1:\d+/);
+    });
+
+    it('the EKM refuses a server certificate from a CA its truststore does not hold (a second CA)', async () => {
+      // The client keystore carries the server's CA in its chain: that must not make the server trusted.
+      await rejectsWith(
+        kmip.storeConfig({ truststore: kmip.truststore('keytool', other) }),
+        /TLS handshake failed: the EKM refused the certificate of the KMIP server at .*truststore\.file/,
+      );
+    });
+
+    it('the server refuses a client certificate from a CA it does not trust', async () => {
+      const stranger = other.issue('stranger', { clientAuth: true, serverAuth: false });
+      await rejectsWith(
+        kmip.storeConfig({ key: kmip.keystore('openssl', stranger, other) }),
+        /TLS handshake failed: the KMIP server at 127\.0\.0\.1:\d+ (refused the connection|closed the connection during the handshake).*store\.kmip\.key\.file/,
+      );
+    });
+
+    it('the server refuses a client certificate for servers only, with the clientAuth hint', async () => {
+      const serverOnly = kmip.pki.issue('server-only', { serverAuth: true, clientAuth: false });
+      await rejectsWith(
+        kmip.storeConfig({ key: kmip.keystore('openssl', serverOnly) }),
+        /TLS handshake failed: the KMIP server at .* refused the connection \(TLS alert: unsupported certificate\).*extendedKeyUsage=clientAuth/,
+      );
+    });
+
+    it('the server accepts the handshake but not the identity: authentication not successful, with the clientAuth hint', async () => {
+      const noUsage = kmip.pki.issue('no-extended-usage', { serverAuth: false, clientAuth: false });
+      await rejectsWith(kmip.storeConfig({ key: kmip.keystore('openssl', noUsage) }), /Authentication Not Successful.*extendedKeyUsage=clientAuth/);
+    });
+  });
+});
