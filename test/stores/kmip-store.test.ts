@@ -3,11 +3,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
-import { KmipClient } from '../../src/stores/kmip/kmip-client.js';
-import { DEFAULT_POOL_OPTIONS } from '../../src/stores/kmip/kmip-connection-pool.js';
 import { ObjectType } from '../../src/stores/kmip/kmip-enums.js';
 import { getAttributes, locate, readAttributes, readLocated } from '../../src/stores/kmip/kmip-messages.js';
-import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
 import { TestPki } from '../support/test-pki.js';
@@ -19,19 +16,6 @@ runStoreConformance('KmipStore on PyKMIP', async () => {
   const kmip = await PykmipServer.start();
   return { store: await openKmipStore(kmip.storeConfig(), deps()), cleanup: () => kmip.remove() };
 });
-
-/** A raw client on the server, to look at what the store left there. */
-function rawClient(kmip: PykmipServer): KmipClient {
-  const config = kmip.storeConfig();
-  return new KmipClient({
-    host: config.hostname,
-    port: config.port,
-    identity: loadKeystore(config.key),
-    truststore: loadTruststore(config.truststore!),
-    truststoreFile: config.truststore!.file,
-    pool: DEFAULT_POOL_OPTIONS,
-  });
-}
 
 describe('KmipStore on PyKMIP', () => {
   let kmip: PykmipServer;
@@ -49,7 +33,7 @@ describe('KmipStore on PyKMIP', () => {
     assert.deepEqual(await store.listByEmail(key.email), [key]);
     await store.close();
 
-    const client = rawClient(kmip);
+    const client = kmip.kmipClient();
     const ids = readLocated(await client.one(locate([]), 'Locate'));
     assert.ok(ids.length >= 2, 'the record and the index key');
     const attributes = (await client.batch(ids.map((id) => getAttributes(id, [])))).items.flatMap((i) => readAttributes(i.payload));

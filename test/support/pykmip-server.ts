@@ -5,6 +5,9 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeystoreRef, KmipStoreConfig } from '../../src/config/config.js';
+import { KmipClient } from '../../src/stores/kmip/kmip-client.js';
+import { DEFAULT_POOL_OPTIONS } from '../../src/stores/kmip/kmip-connection-pool.js';
+import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
 import { TestPki, type IssuedCert, type Pkcs12Flavour } from './test-pki.js';
 
 /** The Debian package's interpreter and script (python3-pykmip); not whatever python3 is first on PATH. */
@@ -146,6 +149,19 @@ export class PykmipServer {
   /** store.kmip.* for a client the server accepts, trusting the server's CA. */
   storeConfig(overrides: Partial<KmipStoreConfig> = {}): KmipStoreConfig {
     return { type: 'KmipStore', hostname: this.host, port: this.port, key: this.keystore(), truststore: this.truststore(), ...overrides };
+  }
+
+  /** A raw KMIP client the server accepts, to look at what a store left there. */
+  kmipClient(): KmipClient {
+    const config = this.storeConfig();
+    return new KmipClient({
+      host: config.hostname,
+      port: config.port,
+      identity: loadKeystore(config.key),
+      truststore: loadTruststore(config.truststore!),
+      truststoreFile: config.truststore!.file,
+      pool: DEFAULT_POOL_OPTIONS,
+    });
   }
 
   /** The end of the server's log, for failure messages. */
