@@ -38,7 +38,7 @@ describe('KmipStore latency on PyKMIP', () => {
     const median = percentile(times, 50);
     const p99 = percentile(times, 99);
     t.diagnostic(`Locate+Get of a ${key.privateKey.length}-byte key among 12 objects, reused connection: median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${times.at(-1)!.toFixed(1)} ms`);
-    assert.ok(median < 250, `median ${median} ms`);
+    assert.ok(median < 500, `median ${median} ms: is every read opening a new connection?`);
     await store.close();
   });
 
