@@ -91,7 +91,6 @@ class KmipStore implements Store {
       const material = encodeRecord({ key, created, written });
       const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint)];
       readUniqueIdentifier(await this.client.one(registerSecretData(SecretDataType.Password, material, attributes), 'Register'));
-      material.fill(0);
       // The new version is stored: failing to remove the old one must not fail the write.
       await this.destroyQuietly(existing.map((r) => r.id));
       return existing.length === 0 ? 'added' : 'updated';

@@ -59,7 +59,6 @@ export async function resolveIndexKey(client: KmipClient, logger: Logger): Promi
       const id = readUniqueIdentifier(
         checked((await client.batch([registerSecretData(SecretDataType.Seed, material, indexKeyTags())])).items[0]!, 'Register'),
       );
-      material.fill(0);
       logger.info('Registered a new EKM index key on the KMIP server', { uniqueIdentifier: id });
       registered = true;
       continue;

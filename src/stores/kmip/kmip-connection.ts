@@ -57,7 +57,9 @@ export class KmipConnection {
         checkServerIdentity: (host, cert) => checkServer(host, cert, endpoint),
       });
       let tcpConnected = false;
+      let settled = false;
       const timer = setTimeout(() => {
+        settled = true;
         socket.destroy();
         reject(
           new KmipUnavailableError(
@@ -69,19 +71,25 @@ export class KmipConnection {
         );
       }, timeoutMs);
       socket.once('connect', () => (tcpConnected = true));
+      // `on`, not `once`: a second 'error' without a listener would crash the process.
       const onError = (e: Error) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.destroy();
         reject(describeSocketError(e, tcpConnected ? 'handshake' : 'connect', endpoint));
       };
-      socket.once('error', onError);
-      socket.once('close', () => onError(Object.assign(new Error('closed'), { code: 'ECONNRESET' })));
+      const onClose = () => onError(Object.assign(new Error('closed'), { code: 'ECONNRESET' }));
+      socket.on('error', onError);
+      socket.once('close', onClose);
       socket.once('secureConnect', () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
-        socket.removeListener('error', onError);
-        socket.removeAllListeners('close');
-        socket.setNoDelay(true);
+        socket.removeListener('close', onClose);
+        // The connection's own handlers take over; this one stays as a no-op guard.
         resolve(new KmipConnection(socket, endpoint));
+        socket.setNoDelay(true);
       });
     });
   }

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { makePrivateKey } from '../support/openpgp-keys.js';
+import { PykmipServer } from '../support/pykmip-server.js';
+import { TestPki } from '../support/test-pki.js';
+
+const AUDIENCE = 'ekm-kmip-e2e';
+const ROUNDS = 300;
+
+/**
+ * The real daemon (cluster mode) with store.type=KmipStore on a real PyKMIP server: the store
+ * connection test, key GETs through HTTP, and /health and reads during a KMIP outage.
+ */
+describe('EKM daemon on KmipStore (PyKMIP)', () => {
+  let kmip: PykmipServer;
+  let idpPki: TestPki;
+  let idp: OpenIdProvider;
+  let dir: string;
+  let properties: Record<string, string>;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    kmip = await PykmipServer.start();
+    idpPki = new TestPki('EKM e2e IdP CA');
+    const idpCert = idpPki.issue('idp', { hosts: ['127.0.0.1'] });
+    idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
+    dir = mkdtempSync(join(tmpdir(), 'ekm-kmip-e2e-'));
+    const key = kmip.keystore('openssl');
+    const trust = kmip.truststore('keytool');
+    properties = {
+      'org.id': 'kmip-e2e.example',
+      'api.https.enabled': 'false',
+      'api.workers': '2',
+      'store.type': 'KmipStore',
+      'store.kmip.hostname': kmip.host,
+      'store.kmip.port': String(kmip.port),
+      'store.kmip.key.file': key.file,
+      'store.kmip.key.password': key.password,
+      'truststore.file': trust.file,
+      'truststore.password': trust.password,
+      'logger.types': 'StdoutLogger',
+      'auth.type': 'OpenIDConnectAuthenticator',
+      'auth.openid.issuer': idp.issuer,
+      'auth.openid.jwks': idp.jwksUri,
+      'auth.openid.audience': AUDIENCE,
+      'acl.type': 'SimpleAcl',
+    };
+    env = { NODE_EXTRA_CA_CERTS: idpPki.caCertFile };
+  });
+  after(async () => {
+    await idp.close();
+    await kmip.remove();
+    idpPki.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('--test-store-connection sends a LOCATE and reports its latency', async () => {
+    const config = writeProperties(dir, properties, 'ok.properties');
+    const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection'], { env });
+    assert.equal(code, 0, output);
+    assert.match(output, /round trip latency: [\d.]+ms/);
+    assert.match(output, /success/);
+  });
+
+  it('--test-store-connection fails in plain words when nothing listens on the port', async () => {
+    const config = writeProperties(dir, { ...properties, 'store.kmip.port': '1' }, 'refused.properties');
+    const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection'], { env });
+    assert.equal(code, 1, output);
+    assert.match(output, /Connection refused by the KMIP server at 127\.0\.0\.1:1/);
+  });
+
+  it('refuses to start with a wrong store.kmip.key.password, naming the file and not the password', async () => {
+    const config = writeProperties(dir, { ...properties, 'store.kmip.key.password': 'wrong-pass-123' }, 'wrong.properties');
+    const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection'], { env });
+    assert.notEqual(code, 0, output);
+    assert.match(output, /store\.kmip\.key\.file.*wrong password/);
+    assert.equal(output.includes('wrong-pass-123'), false);
+  });
+
+  it('stores and serves keys, answers 503 while PyKMIP is down and recovers by itself', async (t) => {
+    const daemon = await EkmDaemon.start({ properties, env, dir: mkdtempSync(join(dir, 'daemon-')) });
+    try {
+      const email = 'kmip.user@kmip-e2e.example';
+      const token = await idp.mint({ email, email_verified: true, sub: 'kmip-user' });
+      const auth = { authorization: `Bearer ${token}` };
+      const key = await makePrivateKey(email);
+      const put = await fetch(`${daemon.baseUrl}/v1/keys/private`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ privateKey: key.armored }),
+      });
+      assert.equal(put.status, 200, await put.text());
+      const getKeys = () => fetch(`${daemon.baseUrl}/v1/keys/private`, { headers: auth });
+      const first = await getKeys();
+      assert.equal(first.status, 200);
+      assert.deepEqual(((await first.json()) as { privateKeys: { decryptedPrivateKey: string }[] }).privateKeys.map((k) => k.decryptedPrivateKey), [key.armored]);
+      assert.equal((await fetch(`${daemon.baseUrl}/health`)).status, 200);
+
+      const times: number[] = [];
+      for (let i = 0; i < ROUNDS; i++) {
+        const started = process.hrtime.bigint();
+        const response = await getKeys();
+        await response.arrayBuffer();
+        times.push(Number(process.hrtime.bigint() - started) / 1e6);
+        assert.equal(response.status, 200);
+      }
+      times.sort((a, b) => a - b);
+      const at = (p: number) => times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]!.toFixed(1);
+      t.diagnostic(`authenticated GET /v1/keys/private through KmipStore (2 workers, pooled KMIP connections), ${ROUNDS} requests: median ${at(50)} ms, p99 ${at(99)} ms`);
+
+      await kmip.stop();
+      for (let i = 0; i < 4; i++) {
+        const started = Date.now();
+        const down = await getKeys();
+        assert.equal(down.status, 503);
+        const body = (await down.json()) as { code: number; message: string; details: string };
+        assert.equal(body.code, 503);
+        assert.ok(Date.now() - started < 11_000);
+        assert.equal(JSON.stringify(body).includes('BEGIN PGP'), false);
+      }
+      const health = await fetch(`${daemon.baseUrl}/health`);
+      assert.equal(health.status, 503);
+      assert.match(await health.text(), /down/);
+
+      await kmip.start();
+      const back = await getKeys();
+      assert.equal(back.status, 200);
+      assert.equal(((await back.json()) as { privateKeys: unknown[] }).privateKeys.length, 1);
+      assert.equal((await fetch(`${daemon.baseUrl}/health`)).status, 200);
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
