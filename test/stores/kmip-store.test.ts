@@ -65,6 +65,22 @@ describe('KmipStore on PyKMIP', () => {
     await b.close();
   });
 
+  it("exports more than one batch of large keys (answers over PyKMIP's default 1 MB limit)", async () => {
+    const store = await openKmipStore(kmip.storeConfig(), deps());
+    const big = (email: string) => {
+      const key = makeKey(email);
+      return { ...key, privateKey: key.privateKey.replace('\n\n', `\n\n${'A'.repeat(64)}\n`.repeat(1) + `${'QUJD'.repeat(16)}\n`.repeat(400)) };
+    };
+    const keys = Array.from({ length: 60 }, (_, i) => big(`export${i % 7}@example.com`));
+    assert.ok(keys[0]!.privateKey.length > 25_000);
+    for (const k of keys) await store.upsert(k);
+    const exported = new Map<string, unknown>();
+    for await (const k of store.all()) exported.set(k.fingerprint, k);
+    for (const k of keys) assert.deepEqual(exported.get(k.fingerprint), k);
+    assert.equal((await store.listByEmail('export0@example.com')).length, keys.filter((k) => k.email === 'export0@example.com').length);
+    await store.close();
+  });
+
   for (const flavour of ['openssl', 'openssl-legacy', 'keytool'] as const) {
     it(`connects with a client keystore made by ${flavour}`, async () => {
       const store = await openKmipStore(kmip.storeConfig({ key: kmip.keystore(flavour) }), deps());

@@ -2,7 +2,7 @@ import { createSecureContext } from 'node:tls';
 import { rootCertificates } from 'node:tls';
 import type { TlsIdentity } from '../../tls/pkcs12.js';
 import { KmipConnectionPool, type KmipPoolOptions } from './kmip-connection-pool.js';
-import { trustAnchorsFromPem, type KmipEndpoint } from './kmip-connection.js';
+import { MAX_RESPONSE_BYTES, trustAnchorsFromPem, type KmipEndpoint } from './kmip-connection.js';
 import { READ_ONLY_OPERATIONS, ResultReason, ResultStatus } from './kmip-enums.js';
 import { KmipOperationError, KmipUnavailableError } from './kmip-errors.js';
 import { KmipProtocolError, readResponseMessage, requestMessage, type BatchItemRequest, type BatchItemResult } from './kmip-messages.js';
@@ -54,7 +54,8 @@ export class KmipClient {
 
   /** Sends the items as one batch; a failed item is reported in its result, not thrown. */
   async batch(items: readonly BatchItemRequest[]): Promise<BatchResponse> {
-    const message = encodeTtlv(requestMessage(items));
+    // Announce our limit: PyKMIP otherwise refuses answers over 1 MB (Response Too Large).
+    const message = encodeTtlv(requestMessage(items, MAX_RESPONSE_BYTES));
     const readOnly = items.every((i) => READ_ONLY_OPERATIONS.has(i.operation));
     const response = await this.pool.send(message, readOnly, (raw) => {
       try {

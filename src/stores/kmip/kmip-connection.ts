@@ -185,7 +185,7 @@ function checkServer(host: string, cert: PeerCertificate, endpoint: KmipEndpoint
     seen.add(c);
     if (c.raw !== undefined && endpoint.trustAnchors.some((anchor) => anchor.equals(c!.raw))) return undefined;
   }
-  return Object.assign(new Error(`its certificate chain does not lead to a CA of ${endpoint.trustSource}`), { code: 'ERR_KMIP_UNTRUSTED_CHAIN' });
+  return Object.assign(new Error('its chain does not lead to a trusted CA'), { code: 'ERR_KMIP_UNTRUSTED_CHAIN' });
 }
 
 /** DER of PEM certificates, for KmipEndpoint.trustAnchors. */
@@ -208,8 +208,8 @@ function describeSocketError(e: Error, phase: 'connect' | 'handshake' | 'request
   if (code === 'ETIMEDOUT') return make(`Connection to ${at} timed out`);
   if (!code.startsWith('ERR_SSL') && LOCAL_VERIFY_FAILURE.test(code)) {
     return make(
-      `TLS handshake failed: the EKM refused the certificate of ${at}: ${e.message} ` +
-        `(the server's certificate must be issued by a CA in ${endpoint.trustSource} and name ${endpoint.host})`,
+      `TLS handshake failed: the EKM refused the certificate of ${at} (${e.message}): ` +
+        `the server's certificate must be issued by a CA in ${endpoint.trustSource} and name ${endpoint.host}`,
     );
   }
   const alert = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(.+)$/.exec(code);
