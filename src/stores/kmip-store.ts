@@ -57,8 +57,11 @@ class KmipStore implements Store {
   async probe(): Promise<void> {
     await this.run(async () => {
       await this.tags();
-      const ids = readLocated(await this.client.one(locateIndexKey(1), 'Locate'));
-      if (ids.length === 0) throw new StoreUnavailableError("The EKM's index key object is gone from the KMIP server: keys stored before cannot be found");
+      const { uniqueIdentifier } = await this.indexKey!;
+      const ids = readLocated(await this.client.one(locateIndexKey(), 'Locate'));
+      if (!ids.includes(uniqueIdentifier)) {
+        throw new StoreUnavailableError(`The EKM's index key (KMIP object ${uniqueIdentifier}) is gone from the KMIP server: stored keys cannot be found until it is restored`);
+      }
     });
   }
 
@@ -151,7 +154,7 @@ class KmipStore implements Store {
 
   /** The tagger, resolving the index key on first use; a failed resolution is retried next time. */
   private async tags(): Promise<RecordTags> {
-    this.indexKey ??= resolveIndexKey(this.client, this.logger).catch((e: unknown) => {
+    this.indexKey ??= resolveIndexKey(this.client, this.logger, locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1)).catch((e: unknown) => {
       this.indexKey = undefined;
       throw e;
     });

@@ -16,6 +16,7 @@ import {
   readSecretDataMaterial,
   readUniqueIdentifier,
   registerSecretData,
+  type BatchItemRequest,
 } from './kmip-messages.js';
 
 /** The Name of the Secret Data object that holds the index key; the same for every EKM of a deployment. */
@@ -46,15 +47,24 @@ export interface IndexKey {
  * register one. All of them then pick the same winner: the object with the earliest Initial Date
  * (ties: the smallest identifier), chosen only once the server's clock is 2 s past that date, when
  * every object of that second is visible to Locate. The losers are left in place (harmless, and
- * destroying them could race with a process that has not chosen yet).
+ * destroying them could race with a process that has not chosen yet). A key is only ever created on
+ * a server that holds no EKM record (`locateAnyRecord` finds none).
  */
-export async function resolveIndexKey(client: KmipClient, logger: Logger): Promise<IndexKey> {
+export async function resolveIndexKey(client: KmipClient, logger: Logger, locateAnyRecord: BatchItemRequest): Promise<IndexKey> {
   const started = Date.now();
   for (let registered = false; ; ) {
     const located = await client.batch([locateIndexKey()]);
     const ids = readLocated(checked(located.items[0]!, 'Locate'));
     if (ids.length === 0) {
       if (registered) throw new KmipUnavailableError('The KMIP server does not find the index key the EKM just registered', true);
+      // A new key would hide every record tagged with the old one: never make one over existing records.
+      if (readLocated(checked((await client.batch([locateAnyRecord])).items[0]!, 'Locate')).length > 0) {
+        throw new KmipUnavailableError(
+          `The KMIP server holds EKM key records but not the index key that finds them (Secret Data named "${INDEX_KEY_NAME}"): ` +
+            'restore it from a backup of the KMIP server; the EKM will not replace it',
+          true,
+        );
+      }
       const material = randomBytes(INDEX_KEY_BYTES);
       const id = readUniqueIdentifier(
         checked((await client.batch([registerSecretData(SecretDataType.Seed, material, indexKeyTags())])).items[0]!, 'Register'),

@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { locateIndexKey, resolveIndexKey } from '../../../src/stores/kmip/index-key.js';
-import { readLocated } from '../../../src/stores/kmip/kmip-messages.js';
+import { StoreUnavailableError } from '../../../src/errors.js';
+import { openKmipStore } from '../../../src/stores/kmip-store.js';
+import { ObjectType } from '../../../src/stores/kmip/kmip-enums.js';
+import { destroy, locate, objectTypeAttribute, readLocated } from '../../../src/stores/kmip/kmip-messages.js';
+import { RECORD_TAG } from '../../../src/stores/kmip/key-record.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
 import { PykmipServer } from '../../support/pykmip-server.js';
+import { makeKey } from '../store-conformance.js';
+
+const anyRecord = () => locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1);
 
 describe('KMIP index key', () => {
   let kmip: PykmipServer;
@@ -17,7 +24,7 @@ describe('KMIP index key', () => {
   it('EKMs racing to create it on an empty server all settle on the same one', async (t) => {
     const clients = Array.from({ length: 4 }, () => kmip.kmipClient());
     const started = Date.now();
-    const keys = await Promise.all(clients.map((c) => resolveIndexKey(c, new MemoryLogger())));
+    const keys = await Promise.all(clients.map((c) => resolveIndexKey(c, new MemoryLogger(), anyRecord())));
     const registered = readLocated(await clients[0]!.one(locateIndexKey(), 'Locate'));
     t.diagnostic(`${registered.length} index keys registered by 4 racing clients; settled in ${Date.now() - started} ms`);
     assert.ok(registered.length > 1, 'the race happened: more than one client registered a key');
@@ -26,8 +33,24 @@ describe('KMIP index key', () => {
       assert.deepEqual(k.key, keys[0]!.key);
     }
     // A latecomer picks the same one, without waiting once the date has settled.
-    const late = await resolveIndexKey(clients[0]!, new MemoryLogger());
+    const late = await resolveIndexKey(clients[0]!, new MemoryLogger(), anyRecord());
     assert.equal(late.uniqueIdentifier, keys[0]!.uniqueIdentifier);
     await Promise.all(clients.map((c) => c.close()));
+  });
+
+  it('is never replaced over existing records: a lost index key is a clear 503, not an empty store', async () => {
+    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const key = makeKey('index.lost@example.com');
+    await store.upsert(key);
+    await store.probe();
+    const client = kmip.kmipClient();
+    const indexKeys = readLocated(await client.one(locateIndexKey(), 'Locate'));
+    await client.batch(indexKeys.map(destroy));
+
+    await assert.rejects(store.probe(), (e: unknown) => e instanceof StoreUnavailableError && /index key .* is gone/.test(e.details));
+    const newcomer = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    await assert.rejects(newcomer.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /restore it/.test(e.details));
+    assert.deepEqual(readLocated(await client.one(locateIndexKey(), 'Locate')), [], 'no new index key was made');
+    await Promise.all([store.close(), newcomer.close(), client.close()]);
   });
 });
