@@ -27,7 +27,7 @@ const INDEX_KEY_BYTES = 32;
 const SETTLE_LIMIT_MS = 15_000;
 
 /** The attributes the index key is registered with and found by. */
-export const indexKeyTags = () => [nameAttribute(INDEX_KEY_NAME), applicationSpecificInformationAttribute(APPLICATION_NAMESPACE, 'index-key-v1')];
+const indexKeyTags = () => [nameAttribute(INDEX_KEY_NAME), applicationSpecificInformationAttribute(APPLICATION_NAMESPACE, 'index-key-v1')];
 
 /** Locate of the index key: one round trip, also what the store's health probe sends. */
 export const locateIndexKey = (maximumItems?: number) => locate([objectTypeAttribute(ObjectType.SecretData), ...indexKeyTags()], maximumItems);

@@ -48,7 +48,7 @@ export const Tag = {
   UniqueIdentifier: 0x420094,
 } as const;
 
-/** Section 9.1.3.2.26. */
+/** Operation (section 6.2): values of section 9.1.3.2. */
 export const Operation = {
   Register: 0x03,
   Locate: 0x08,
@@ -62,10 +62,10 @@ export type OperationCode = (typeof Operation)[keyof typeof Operation];
 /** Operations that change nothing on the server, so a request made only of them may be retried. */
 export const READ_ONLY_OPERATIONS: ReadonlySet<number> = new Set([Operation.Locate, Operation.Get, Operation.GetAttributes, Operation.Query]);
 
-/** Section 9.1.3.2.27. */
+/** Result Status (section 6.9): values of section 9.1.3.2. */
 export const ResultStatus = { Success: 0x00, OperationFailed: 0x01, OperationPending: 0x02, OperationUndone: 0x03 } as const;
 
-/** Section 9.1.3.2.28. */
+/** Result Reason (section 6.10): values of section 9.1.3.2. */
 export const ResultReason = {
   ItemNotFound: 0x01,
   ResponseTooLarge: 0x02,
@@ -94,20 +94,20 @@ export function resultReasonName(reason: number | undefined): string {
   return entry ? entry[0].replace(/([a-z])([A-Z])/g, '$1 $2') : `reason 0x${reason.toString(16)}`;
 }
 
-/** Section 9.1.3.2.12. */
+/** Object Type: values of section 9.1.3.2. */
 export const ObjectType = { SecretData: 0x07, OpaqueObject: 0x08 } as const;
 
-/** Section 9.1.3.2.9. */
+/** Secret Data Type: values of section 9.1.3.2. */
 export const SecretDataType = { Password: 0x01, Seed: 0x02 } as const;
 
-/** Section 9.1.3.2.3. */
+/** Key Format Type: values of section 9.1.3.2. */
 export const KeyFormatType = { Raw: 0x01, Opaque: 0x02 } as const;
 
-/** Section 9.1.3.2.11. */
+/** Name Type: values of section 9.1.3.2. */
 export const NameType = { UninterpretedTextString: 0x01, Uri: 0x02 } as const;
 
-/** Section 9.1.3.2.30. */
+/** Batch Error Continuation Option (section 6.13): values of section 9.1.3.2. */
 export const BatchErrorContinuationOption = { Continue: 0x01, Stop: 0x02, Undo: 0x03 } as const;
 
-/** Section 9.1.3.2.23. */
+/** Query Function: values of section 9.1.3.2. */
 export const QueryFunction = { QueryOperations: 0x01, QueryObjects: 0x02, QueryServerInformation: 0x03 } as const;

@@ -19,7 +19,7 @@ export class KmipUnavailableError extends Error {
   }
 }
 
-/** The server answered an operation with Operation Failed (KMIP 1.0 section 9.1.3.2.27). */
+/** The server answered an operation with Operation Failed (Result Status, KMIP 1.0 section 6.9). */
 export class KmipOperationError extends Error {
   readonly reason: number | undefined;
 

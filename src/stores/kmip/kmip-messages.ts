@@ -1,4 +1,4 @@
-import { BatchErrorContinuationOption, KeyFormatType, NameType, Operation, ObjectType, QueryFunction, ResultStatus, Tag, type OperationCode } from './kmip-enums.js';
+import { BatchErrorContinuationOption, KeyFormatType, NameType, Operation, ObjectType, QueryFunction, Tag, type OperationCode } from './kmip-enums.js';
 import type { TtlvItem } from './ttlv-codec.js';
 
 /**
@@ -28,7 +28,7 @@ export interface KmipAttribute {
   readonly value: TtlvItem;
 }
 
-/** Section 3.2 Name: an uninterpreted text string. */
+/** Section 3 attribute Name: an uninterpreted text string. */
 export function nameAttribute(value: string): KmipAttribute {
   return {
     name: 'Name',
@@ -36,12 +36,12 @@ export function nameAttribute(value: string): KmipAttribute {
   };
 }
 
-/** Section 3.33 Object Group. */
+/** Section 3 attribute Object Group. */
 export function objectGroupAttribute(value: string): KmipAttribute {
   return { name: 'Object Group', value: text(Tag.AttributeValue, value) };
 }
 
-/** Section 3.30 Application Specific Information. */
+/** Section 3 attribute Application Specific Information. */
 export function applicationSpecificInformationAttribute(namespace: string, data: string): KmipAttribute {
   return {
     name: 'Application Specific Information',
@@ -49,7 +49,7 @@ export function applicationSpecificInformationAttribute(namespace: string, data:
   };
 }
 
-/** Section 3.3 Object Type. */
+/** Section 3 attribute Object Type. */
 export function objectTypeAttribute(objectType: number): KmipAttribute {
   return { name: 'Object Type', value: enumeration(Tag.AttributeValue, objectType) };
 }
@@ -65,7 +65,7 @@ export interface BatchItemRequest {
 }
 
 /**
- * Section 7.1 Request Message, protocol version 1.0. Batches carry Unique Batch Item IDs (required
+ * Section 7 Request Message, protocol version 1.0. Batches carry Unique Batch Item IDs (required
  * with more than one item) and ask the server to continue after a failed item, so one vanished
  * object does not hide the results of the others. No Time Stamp is sent: servers (PyKMIP) refuse a
  * request whose stamp is over 60 s off their clock, and the stamp is optional.
@@ -115,7 +115,7 @@ export interface ResponseMessage {
 }
 
 /**
- * Section 7.2 Response Message. Items come back matched to the request by Unique Batch Item ID
+ * Section 7 Response Message. Items come back matched to the request by Unique Batch Item ID
  * when there is one; a server that stopped early (Batch Error Continuation Option) returns fewer.
  */
 export function readResponseMessage(message: TtlvItem, requestItems: number): ResponseMessage {
@@ -185,12 +185,12 @@ export function getAttributes(uniqueIdentifier: string, names: readonly string[]
   return { operation: Operation.GetAttributes, payload: [text(Tag.UniqueIdentifier, uniqueIdentifier), ...names.map((n) => text(Tag.AttributeName, n))] };
 }
 
-/** Section 4.21 Destroy. */
+/** Section 4.20 Destroy. */
 export function destroy(uniqueIdentifier: string): BatchItemRequest {
   return { operation: Operation.Destroy, payload: [text(Tag.UniqueIdentifier, uniqueIdentifier)] };
 }
 
-/** Section 4.25 Query: which operations the server supports. */
+/** Section 4.24 Query: which operations the server supports. */
 export function queryOperations(): BatchItemRequest {
   return { operation: Operation.Query, payload: [enumeration(Tag.QueryFunction, QueryFunction.QueryOperations)] };
 }
@@ -225,17 +225,6 @@ export function readAttributes(payload: TtlvItem | undefined): KmipAttribute[] {
     value: childAnyType(attribute, Tag.AttributeValue),
   }));
 }
-
-/** Whether a Query response lists an operation. */
-export function readQueriedOperations(payload: TtlvItem | undefined): number[] {
-  return children(requirePayload(payload), Tag.Operation).map((item) => {
-    if (item.type !== 'Enumeration') throw new KmipProtocolError('a queried Operation is not an enumeration');
-    return item.value;
-  });
-}
-
-/** The success status, for callers that check items. */
-export const SUCCESS = ResultStatus.Success;
 
 // Readers of decoded items.
 
