@@ -16,22 +16,35 @@ const GET_BATCH = 50;
 /** Identifiers whose Name is read per batch during export. */
 const ATTRIBUTE_BATCH = 200;
 
+/** How a KmipStore is opened; operators set none of this. */
+export interface KmipStoreOptions {
+  /** Connection pool sizes and timeouts (tests shorten them). */
+  readonly pool?: Partial<KmipPoolOptions>;
+  /**
+   * Whether this process may create the index key on a KMIP server that has none visible to it.
+   * Default true. A daemon serving clients should pass false, so that a host whose client identity
+   * cannot see the deployment's objects answers 503 instead of an empty key list; setup commands
+   * (`--test-store-connection`, `--import`) pass true.
+   */
+  readonly createIndexKey?: boolean;
+}
+
 /**
  * Opens the KMIP store. The keystore and truststore are read now (a wrong password is a
  * ConfigError naming the file); the server is first contacted by the first operation, so the EKM
  * starts while the KMIP server is down and recovers by itself when it returns (reads answer 503
- * meanwhile). `pool` tunes timeouts for tests; operators do not set it.
+ * meanwhile).
  */
-export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependencies, pool: Partial<KmipPoolOptions> = {}): Promise<Store> {
+export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependencies, options: KmipStoreOptions = {}): Promise<Store> {
   const client = new KmipClient({
     host: config.hostname,
     port: config.port,
     identity: loadKeystore(config.key),
     truststore: config.truststore === undefined ? undefined : loadTruststore(config.truststore),
     truststoreFile: config.truststore?.file,
-    pool: { ...DEFAULT_POOL_OPTIONS, ...pool },
+    pool: { ...DEFAULT_POOL_OPTIONS, ...options.pool },
   });
-  return new KmipStore(client, deps.logger);
+  return new KmipStore(client, deps.logger, options.createIndexKey ?? true);
 }
 
 /**
@@ -52,6 +65,7 @@ class KmipStore implements Store {
   constructor(
     private readonly client: KmipClient,
     private readonly logger: Logger,
+    private readonly createIndexKey: boolean,
   ) {}
 
   async probe(): Promise<void> {
@@ -154,7 +168,7 @@ class KmipStore implements Store {
 
   /** The tagger, resolving the index key on first use; a failed resolution is retried next time. */
   private async tags(): Promise<RecordTags> {
-    this.indexKey ??= resolveIndexKey(this.client, this.logger, locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1)).catch((e: unknown) => {
+    this.indexKey ??= resolveIndexKey(this.client, this.logger, locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1), this.createIndexKey).catch((e: unknown) => {
       this.indexKey = undefined;
       throw e;
     });

@@ -112,7 +112,7 @@ describe('KmipStore on PyKMIP', () => {
     after(() => other.remove());
 
     const rejectsWith = async (config: Parameters<typeof openKmipStore>[0], pattern: RegExp) => {
-      const store = await openKmipStore(config, deps(), { connectTimeoutMs: 3000, requestTimeoutMs: 5000 });
+      const store = await openKmipStore(config, deps(), { pool: { connectTimeoutMs: 3000, requestTimeoutMs: 5000 } });
       const started = Date.now();
       await assert.rejects(store.probe(), (e: unknown) => {
         assert.ok(e instanceof StoreUnavailableError, String(e));

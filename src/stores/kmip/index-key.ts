@@ -48,9 +48,12 @@ export interface IndexKey {
  * (ties: the smallest identifier), chosen only once the server's clock is 2 s past that date, when
  * every object of that second is visible to Locate. The losers are left in place (harmless, and
  * destroying them could race with a process that has not chosen yet). A key is only ever created on
- * a server that holds no EKM record (`locateAnyRecord` finds none).
+ * a server that holds no EKM record this client can see (`locateAnyRecord` finds none), and only
+ * when `mayCreate`: a KMIP server shows each client only the objects its policy lets it see (PyKMIP:
+ * those its certificate's CN registered), so a host with the wrong identity would otherwise make a
+ * key of its own and answer "no keys" for every user, and clients delete keys the EKM does not return.
  */
-export async function resolveIndexKey(client: KmipClient, logger: Logger, locateAnyRecord: BatchItemRequest): Promise<IndexKey> {
+export async function resolveIndexKey(client: KmipClient, logger: Logger, locateAnyRecord: BatchItemRequest, mayCreate: boolean): Promise<IndexKey> {
   const started = Date.now();
   for (let registered = false; ; ) {
     const located = await client.batch([locateIndexKey()]);
@@ -65,11 +68,19 @@ export async function resolveIndexKey(client: KmipClient, logger: Logger, locate
           true,
         );
       }
+      if (!mayCreate) {
+        throw new KmipUnavailableError(
+          'The KMIP server holds no EKM index key this client may see. On a new server, run `flowcrypt-ekm --test-store-connection` once ' +
+            'to set it up. If other EKM hosts already keep keys there, this host must use a client identity the server lets see their ' +
+            'objects (PyKMIP: the same certificate subject CN as theirs)',
+          true,
+        );
+      }
       const material = randomBytes(INDEX_KEY_BYTES);
       const id = readUniqueIdentifier(
         checked((await client.batch([registerSecretData(SecretDataType.Seed, material, indexKeyTags())])).items[0]!, 'Register'),
       );
-      logger.info('Registered a new EKM index key on the KMIP server', { uniqueIdentifier: id });
+      logger.warn('Registered a new EKM index key on the KMIP server: no EKM had used it with this client identity before', { uniqueIdentifier: id });
       registered = true;
       continue;
     }

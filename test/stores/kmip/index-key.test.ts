@@ -24,7 +24,7 @@ describe('KMIP index key', () => {
   it('EKMs racing to create it on an empty server all settle on the same one', async (t) => {
     const clients = Array.from({ length: 4 }, () => kmip.kmipClient());
     const started = Date.now();
-    const keys = await Promise.all(clients.map((c) => resolveIndexKey(c, new MemoryLogger(), anyRecord())));
+    const keys = await Promise.all(clients.map((c) => resolveIndexKey(c, new MemoryLogger(), anyRecord(), true)));
     const registered = readLocated(await clients[0]!.one(locateIndexKey(), 'Locate'));
     t.diagnostic(`${registered.length} index keys registered by 4 racing clients; settled in ${Date.now() - started} ms`);
     assert.ok(registered.length > 1, 'the race happened: more than one client registered a key');
@@ -33,9 +33,24 @@ describe('KMIP index key', () => {
       assert.deepEqual(k.key, keys[0]!.key);
     }
     // A latecomer picks the same one, without waiting once the date has settled.
-    const late = await resolveIndexKey(clients[0]!, new MemoryLogger(), anyRecord());
+    const late = await resolveIndexKey(clients[0]!, new MemoryLogger(), anyRecord(), true);
     assert.equal(late.uniqueIdentifier, keys[0]!.uniqueIdentifier);
     await Promise.all(clients.map((c) => c.close()));
+  });
+
+  it('is not created by a daemon that may not: a host whose identity sees none of the objects answers 503, not "no keys"', async () => {
+    const owner = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const key = makeKey('visible.to.owner@example.com');
+    await owner.upsert(key);
+    // Another certificate subject: PyKMIP shows it none of the objects the first one registered.
+    const stranger = kmip.pki.issue('other-ekm-host', { clientAuth: true, serverAuth: false });
+    const daemon = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('openssl', stranger) }), { logger: new MemoryLogger() }, { createIndexKey: false });
+    await assert.rejects(daemon.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /no EKM index key this client may see.*same certificate subject CN/.test(e.details));
+    await assert.rejects(daemon.probe(), StoreUnavailableError);
+    // The right identity, also not allowed to create, finds the existing key.
+    const sameIdentity = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('keytool') }), { logger: new MemoryLogger() }, { createIndexKey: false });
+    assert.deepEqual(await sameIdentity.listByEmail(key.email), [key]);
+    await Promise.all([owner.close(), daemon.close(), sameIdentity.close()]);
   });
 
   it('is never replaced over existing records: a lost index key is a clear 503, not an empty store', async () => {
