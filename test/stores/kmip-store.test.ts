@@ -27,11 +27,16 @@ describe('KmipStore on PyKMIP', () => {
   });
 
   it('keeps keys as Secret Data tagged with keyed hashes only: no email or fingerprint in any attribute or the server log', async () => {
-    const store = await openKmipStore(kmip.storeConfig(), deps());
+    const logger = new MemoryLogger();
+    const store = await openKmipStore(kmip.storeConfig(), { logger });
     const key = makeKey('Plain.Text-Check@Example.com'.toLowerCase());
     await store.upsert(key);
-    assert.deepEqual(await store.listByEmail(key.email), [key]);
+    await store.upsert({ ...key, publicKey: `${key.publicKey}\n` });
+    assert.deepEqual(await store.listByEmail(key.email), [{ ...key, publicKey: `${key.publicKey}\n` }]);
     await store.close();
+    assert.ok(logger.entries.length > 0, 'the index key creation is logged');
+    const logged = JSON.stringify(logger.entries);
+    for (const secret of [key.email, key.fingerprint, key.privateKey.slice(60, 100), 'kmip test pass']) assert.equal(logged.includes(secret), false);
 
     const client = kmip.kmipClient();
     const ids = readLocated(await client.one(locate([]), 'Locate'));
