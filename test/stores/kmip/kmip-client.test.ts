@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { KmipClient } from '../../../src/stores/kmip/kmip-client.js';
 import { KmipUnavailableError } from '../../../src/stores/kmip/kmip-errors.js';
 import { Operation, ResultStatus, Tag } from '../../../src/stores/kmip/kmip-enums.js';
-import { enumeration, integer, queryOperations, structure } from '../../../src/stores/kmip/kmip-messages.js';
+import { enumeration, integer, queryOperations, registerSecretData, structure, text } from '../../../src/stores/kmip/kmip-messages.js';
 import { encodeTtlv } from '../../../src/stores/kmip/ttlv-codec.js';
 import { loadKeystore } from '../../../src/tls/pkcs12.js';
 import { TestPki } from '../../support/test-pki.js';
@@ -65,6 +65,34 @@ describe('KMIP client against a misbehaving server', () => {
     assert.equal(connections - before, 1);
     await Promise.all(Array.from({ length: 10 }, () => c.one(queryOperations(), 'Query')));
     assert.equal(connections - before, 2);
+    await c.close();
+    while (closed < connections) await new Promise((r) => setTimeout(r, 10));
+  });
+
+  it('repeats a read once on a new connection when a pooled one dies under it, but never a write', async () => {
+    const answer = (operation: number) =>
+      encodeTtlv(
+        structure(
+          Tag.ResponseMessage,
+          structure(Tag.ResponseHeader, structure(Tag.ProtocolVersion, integer(Tag.ProtocolVersionMajor, 1), integer(Tag.ProtocolVersionMinor, 0)), { tag: Tag.TimeStamp, type: 'DateTime', value: 1n }, integer(Tag.BatchCount, 1)),
+          structure(Tag.BatchItem, enumeration(Tag.Operation, operation), enumeration(Tag.ResultStatus, ResultStatus.Success), structure(Tag.ResponsePayload, text(Tag.UniqueIdentifier, '1'))),
+        ),
+      );
+    // Each connection answers its first request and hangs up on the second, as a restarted server would.
+    const served = new WeakMap<tls.TLSSocket, number>();
+    behaviour = (s) => {
+      const n = (served.get(s) ?? 0) + 1;
+      served.set(s, n);
+      if (n === 1) s.write(answer(Operation.Query));
+      else s.destroy();
+    };
+    const c = client();
+    const before = connections;
+    await c.one(queryOperations(), 'Query');
+    await c.one(queryOperations(), 'Query');
+    assert.equal(connections - before, 2, 'the read was repeated on a second connection');
+    await assert.rejects(c.one(registerSecretData(1, Buffer.from('x'), []), 'Register'), KmipUnavailableError);
+    assert.equal(connections - before, 2, 'the write was not repeated');
     await c.close();
     while (closed < connections) await new Promise((r) => setTimeout(r, 10));
   });
