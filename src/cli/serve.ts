@@ -21,7 +21,7 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
   if (config.api.https) loadKeystore(config.api.https);
   if (config.truststore) loadTruststore(config.truststore);
   try {
-    const store = await openStore(config.store, { logger });
+    const store = await openStore(config.store, { logger, setup: false });
     await store.probe().finally(() => store.close());
   } catch (e) {
     if (e instanceof ConfigError) throw e;

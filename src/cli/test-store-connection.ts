@@ -10,7 +10,7 @@ export async function testStoreConnection(config: Config, logger: Logger): Promi
   logger.info(`Registering ${config.store.type} as Store implementation`);
   logger.info('initiating test');
   try {
-    const store = await openStore(config.store, { logger });
+    const store = await openStore(config.store, { logger, setup: true });
     logger.info('store session started successfully');
     try {
       logger.info('testing store search command');

@@ -22,7 +22,7 @@ const DRAIN_TIMEOUT_MS = 25_000;
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const send = (message: WorkerMessage) => process.send?.(message);
   try {
-    const store = await openStore(config.store, { logger });
+    const store = await openStore(config.store, { logger, setup: false });
     const app = createApp({
       config,
       logger,

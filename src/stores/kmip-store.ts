@@ -22,7 +22,7 @@ export interface KmipStoreOptions {
   readonly pool?: Partial<KmipPoolOptions>;
   /**
    * Whether this process may create the index key on a KMIP server that has none visible to it.
-   * Default true. A daemon serving clients should pass false, so that a host whose client identity
+   * Default: `deps.setup`. A daemon serving clients passes false, so that a host whose client identity
    * cannot see the deployment's objects answers 503 instead of an empty key list; setup commands
    * (`--test-store-connection`, `--import`) pass true.
    */
@@ -44,7 +44,7 @@ export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependen
     truststoreFile: config.truststore?.file,
     pool: { ...DEFAULT_POOL_OPTIONS, ...options.pool },
   });
-  return new KmipStore(client, deps.logger, options.createIndexKey ?? true);
+  return new KmipStore(client, deps.logger, options.createIndexKey ?? deps.setup ?? false);
 }
 
 /**

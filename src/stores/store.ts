@@ -44,4 +44,10 @@ export interface Store {
 /** What every store factory receives besides its own section of the config. */
 export interface StoreDependencies {
   readonly logger: Logger;
+  /**
+   * True when an operator command opens the store (`--test-store-connection`, `--import`): it may
+   * create the bookkeeping a new backend lacks (e.g. the KMIP index key). False when serving, so a
+   * host that cannot see the deployment's objects answers 503 rather than an empty key list.
+   */
+  readonly setup?: boolean;
 }

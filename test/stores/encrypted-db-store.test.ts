@@ -105,7 +105,7 @@ describe('EncryptedDbStore encryption', () => {
     await store.probe();
     const raw = new Database(join(config.folder, DB_FILE_NAME));
     const check = (raw.prepare("SELECT value FROM meta WHERE name = 'check'").get() as { value: Buffer }).value;
-    raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(Buffer.concat([check.subarray(0, 20), Buffer.from('x'), check.subarray(21)]));
+    raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(Buffer.concat([check.subarray(0, 20), Buffer.from([check[20]! ^ 0xff]), check.subarray(21)]));
     await assert.rejects(store.probe(), StoreUnavailableError);
     raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(check);
     raw.close();

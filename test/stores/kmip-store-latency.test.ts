@@ -22,7 +22,7 @@ describe('KmipStore latency on PyKMIP', () => {
   });
 
   it(`reads a key (one Locate + one Get) on a reused connection: median and p99 over ${ROUNDS} reads`, async (t) => {
-    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
     const key = makeKey('latency@example.com');
     await store.upsert(key);
     // A handful of other users' keys, as on a small real server (Locate is linear in objects stored).

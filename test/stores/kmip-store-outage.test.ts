@@ -31,7 +31,7 @@ describe('KmipStore while the KMIP server is down or hung', () => {
   const key = makeKey('outage@example.com');
   before(async () => {
     kmip = await PykmipServer.start();
-    store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() }, { pool: POOL });
+    store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true }, { pool: POOL });
     await store.upsert(key);
   });
   after(async () => {

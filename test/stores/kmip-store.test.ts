@@ -10,7 +10,7 @@ import { PykmipServer } from '../support/pykmip-server.js';
 import { TestPki } from '../support/test-pki.js';
 import { makeKey, runStoreConformance } from './store-conformance.js';
 
-const deps = () => ({ logger: new MemoryLogger() });
+const deps = () => ({ logger: new MemoryLogger(), setup: true });
 
 runStoreConformance('KmipStore on PyKMIP', async () => {
   const kmip = await PykmipServer.start();
@@ -28,7 +28,7 @@ describe('KmipStore on PyKMIP', () => {
 
   it('keeps keys as Secret Data tagged with keyed hashes only: no email or fingerprint in any attribute or the server log', async () => {
     const logger = new MemoryLogger();
-    const store = await openKmipStore(kmip.storeConfig(), { logger });
+    const store = await openKmipStore(kmip.storeConfig(), { logger, setup: true });
     const key = makeKey('Plain.Text-Check@Example.com'.toLowerCase());
     await store.upsert(key);
     await store.upsert({ ...key, publicKey: `${key.publicKey}\n` });

@@ -39,22 +39,22 @@ describe('KMIP index key', () => {
   });
 
   it('is not created by a daemon that may not: a host whose identity sees none of the objects answers 503, not "no keys"', async () => {
-    const owner = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const owner = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
     const key = makeKey('visible.to.owner@example.com');
     await owner.upsert(key);
     // Another certificate subject: PyKMIP shows it none of the objects the first one registered.
     const stranger = kmip.pki.issue('other-ekm-host', { clientAuth: true, serverAuth: false });
-    const daemon = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('openssl', stranger) }), { logger: new MemoryLogger() }, { createIndexKey: false });
+    const daemon = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('openssl', stranger) }), { logger: new MemoryLogger(), setup: true }, { createIndexKey: false });
     await assert.rejects(daemon.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /no EKM index key this client may see.*same certificate subject CN/.test(e.details));
     await assert.rejects(daemon.probe(), StoreUnavailableError);
     // The right identity, also not allowed to create, finds the existing key.
-    const sameIdentity = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('keytool') }), { logger: new MemoryLogger() }, { createIndexKey: false });
+    const sameIdentity = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('keytool') }), { logger: new MemoryLogger(), setup: true }, { createIndexKey: false });
     assert.deepEqual(await sameIdentity.listByEmail(key.email), [key]);
     await Promise.all([owner.close(), daemon.close(), sameIdentity.close()]);
   });
 
   it('is never replaced over existing records: a lost index key is a clear 503, not an empty store', async () => {
-    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
     const key = makeKey('index.lost@example.com');
     await store.upsert(key);
     await store.probe();
@@ -63,7 +63,7 @@ describe('KMIP index key', () => {
     await client.batch(indexKeys.map(destroy));
 
     await assert.rejects(store.probe(), (e: unknown) => e instanceof StoreUnavailableError && /index key .* is gone/.test(e.details));
-    const newcomer = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger() });
+    const newcomer = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
     await assert.rejects(newcomer.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /restore it/.test(e.details));
     assert.deepEqual(readLocated(await client.one(locateIndexKey(), 'Locate')), [], 'no new index key was made');
     await Promise.all([store.close(), newcomer.close(), client.close()]);

@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   let input = '';
   for await (const chunk of process.stdin) input += chunk;
   const job = JSON.parse(input) as StoreJob;
-  const store = await openKmipStore(config, { logger: new MemoryLogger() });
+  const store = await openKmipStore(config, { logger: new MemoryLogger(), setup: true });
   try {
     if ('write' in job) {
       process.stdout.write(JSON.stringify(await Promise.all(job.write.map((k) => store.upsert(k)))));
