@@ -136,4 +136,37 @@ describe('EKM daemon on KmipStore (PyKMIP)', () => {
       await daemon.stop();
     }
   });
+
+  it('keeps two EKM instances (each with 2 workers) on one KMIP server consistent', async () => {
+    const a = await EkmDaemon.start({ properties, env, dir: mkdtempSync(join(dir, 'instance-a-')) });
+    const b = await EkmDaemon.start({ properties, env, dir: mkdtempSync(join(dir, 'instance-b-')) });
+    try {
+      const fingerprintsVia = async (daemon: EkmDaemon, token: string) => {
+        const answer = await fetch(`${daemon.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${token}` } });
+        assert.equal(answer.status, 200);
+        const body = (await answer.json()) as { privateKeys: { decryptedPrivateKey: string }[] };
+        return body.privateKeys.map((k) => k.decryptedPrivateKey);
+      };
+      const put = (daemon: EkmDaemon, token: string, armored: string) =>
+        fetch(`${daemon.baseUrl}/v1/keys/private`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ privateKey: armored }),
+        });
+      for (let i = 0; i < 3; i++) {
+        const email = `two.instances.${i}@kmip-e2e.example`;
+        const token = await idp.mint({ email, email_verified: true });
+        const first = await makePrivateKey(email);
+        assert.equal((await put(i % 2 === 0 ? a : b, token, first.armored)).status, 200);
+        // Read through the other instance, several times so both of its workers answer.
+        for (let j = 0; j < 4; j++) assert.deepEqual(await fingerprintsVia(i % 2 === 0 ? b : a, token), [first.armored]);
+        const second = await makePrivateKey(email);
+        assert.equal((await put(i % 2 === 0 ? b : a, token, second.armored)).status, 200);
+        for (let j = 0; j < 4; j++) assert.deepEqual(await fingerprintsVia(i % 2 === 0 ? a : b, token), [first.armored, second.armored]);
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
 });
