@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { SignJWT, base64url } from 'jose';
-import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { EkmDaemon } from '../support/ekm-daemon.js';
 import { request, type Answer } from '../support/http-client.js';
@@ -14,7 +9,6 @@ import { makePrivateKey, twoKeysInOneArmor } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const AUDIENCE = 'ekm-e2e-extension';
-const DB_PASSPHRASE = 'e2e database passphrase 7f3a9c';
 const KEYSTORE_PASSWORD = 'e2e keystore password 41d2';
 
 /** An error answer: the status, and the body format every client relies on. */
@@ -26,11 +20,29 @@ function assertError(answer: Answer, status: number, message?: RegExp): void {
   if (message) assert.match(answer.json.message, message);
 }
 
-describe('end to end: the FlowCrypt client contract against the real daemon (2 workers, HTTPS, EncryptedDbStore)', () => {
+/** What the client-flow suite needs of a store. */
+export interface StoreUnderTest {
+  readonly type: string;
+  /** Starts the store's backend and returns the daemon's store.* (and truststore.*) properties. */
+  start(): Promise<Record<string, string>>;
+  /** Runs once the config is written, before the daemon starts (e.g. --test-store-connection). */
+  prepare?(configProperties: Record<string, string>): Promise<void>;
+  /** Makes the store unreadable for the running daemon; resolves with a function that undoes it. */
+  breakStore(): Promise<() => Promise<void>>;
+  stop(): Promise<void>;
+  /** Extra secrets the daemon must never print (PINs, keystore passwords). */
+  readonly secrets?: () => string[];
+}
+
+/**
+ * The FlowCrypt client contract, driven against the real daemon (2 workers, HTTPS) on one store:
+ * each store's e2e file calls this once.
+ */
+export function runClientFlow(storeUnderTest: StoreUnderTest): void {
+describe(`end to end: the FlowCrypt client contract against the real daemon (2 workers, HTTPS, ${storeUnderTest.type})`, () => {
   let pki: TestPki;
   let idp: OpenIdProvider;
   let ekm: EkmDaemon;
-  let dataDir: string;
   const tokens: string[] = [];
   const armoredSecrets: string[] = [];
   let alice: Awaited<ReturnType<typeof makePrivateKey>>;
@@ -51,7 +63,8 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
     const serverCert = pki.issue('ekm-server', { hosts: ['127.0.0.1', 'localhost'] });
     const idpCert = pki.issue('idp', { hosts: ['127.0.0.1'] });
     idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
-    dataDir = mkdtempSync(join(tmpdir(), 'ekm-e2e-data-'));
+    const storeProperties = await storeUnderTest.start();
+    await storeUnderTest.prepare?.(storeProperties);
     ekm = await EkmDaemon.start({
       scheme: 'https',
       ca: pki.caCertPem,
@@ -64,9 +77,7 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
         'api.https.key.file': pki.pkcs12(serverCert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
         'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': dataDir,
-        'store.db.encryption.key': DB_PASSPHRASE,
+        ...storeProperties,
         'logger.default.level': 'debug',
         'auth.type': 'OpenIDConnectAuthenticator',
         'auth.openid.issuer': idp.issuer,
@@ -84,17 +95,18 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
     if (process.env['EKM_TEST_OUTPUT']) (await import('node:fs')).writeFileSync(process.env['EKM_TEST_OUTPUT'], ekm?.output ?? '');
     await ekm?.stop('SIGKILL');
     await idp?.close();
+    await storeUnderTest.stop();
     pki?.remove();
   });
 
   it('answers / whether or not the store is reachable, and /health with a real store round trip', async () => {
     const root = await call('/');
     assert.equal(root.status, 200);
-    assert.deepEqual(root.json, { service: 'email-key-manager', orgId: 'e2e.org', authenticator: 'OpenIDConnectAuthenticator', acl: 'SimpleAcl', store: 'EncryptedDbStore' });
+    assert.deepEqual(root.json, { service: 'email-key-manager', orgId: 'e2e.org', authenticator: 'OpenIDConnectAuthenticator', acl: 'SimpleAcl', store: storeUnderTest.type });
     const health = await call('/health');
     assert.equal(health.status, 200);
     assert.equal(health.json.storeStatus, 'up');
-    assert.equal(health.json.storeType, 'EncryptedDbStore');
+    assert.equal(health.json.storeType, storeUnderTest.type);
   });
 
   it('stores a key with PUT and returns it with GET, no-store', async () => {
@@ -236,12 +248,7 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
   });
 
   it('answers 503, never an empty list, while the store cannot be read, and recovers', async () => {
-    const db = new Database(join(dataDir, DB_FILE_NAME));
-    const check = (db.prepare("SELECT value FROM meta WHERE name = 'check'").get() as { value: Buffer }).value;
-    const rows = db.prepare('SELECT id, record FROM keys').all() as { id: number; record: Buffer }[];
-    const flip = (b: Buffer) => Buffer.concat([b.subarray(0, 5), Buffer.from([b[5]! ^ 0xff]), b.subarray(6)]);
-    db.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(flip(check));
-    for (const r of rows) db.prepare('UPDATE keys SET record = ? WHERE id = ?').run(flip(r.record), r.id);
+    const restore = await storeUnderTest.breakStore();
     try {
       const health = await call('/health');
       assertError(health, 503);
@@ -249,9 +256,7 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
       for (let i = 0; i < 4; i++) assertError(await call('/v1/keys/private', { headers: auth(aliceToken) }), 503, /Key store is unavailable/);
       assert.equal((await call('/')).status, 200);
     } finally {
-      db.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(check);
-      for (const r of rows) db.prepare('UPDATE keys SET record = ? WHERE id = ?').run(r.record, r.id);
-      db.close();
+      await restore();
     }
     assert.equal((await call('/health')).status, 200);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
@@ -331,8 +336,9 @@ describe('end to end: the FlowCrypt client contract against the real daemon (2 w
       assert.equal(output.includes(token), false, 'a token in the output');
       assert.equal(output.includes(token.split('.')[2]!), false, 'a token signature in the output');
     }
-    assert.equal(output.includes(DB_PASSPHRASE), false);
+    for (const secret of storeUnderTest.secrets?.() ?? []) assert.equal(output.includes(secret), false, 'a store secret in the output');
     assert.equal(output.includes(KEYSTORE_PASSWORD), false);
     assert.doesNotMatch(output, /PRIVATE KEY BLOCK|Bearer /);
   });
 });
+}
