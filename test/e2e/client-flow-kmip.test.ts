@@ -9,17 +9,7 @@ runClientFlow({
   type: 'KmipStore',
   async start() {
     kmip = await PykmipServer.start();
-    const key = kmip.keystore('openssl-legacy');
-    const trust = kmip.truststore('openssl');
-    return {
-      'store.type': 'KmipStore',
-      'store.kmip.hostname': kmip.host,
-      'store.kmip.port': String(kmip.port),
-      'store.kmip.key.file': key.file,
-      'store.kmip.key.password': key.password,
-      'truststore.file': trust.file,
-      'truststore.password': trust.password,
-    };
+    return kmip.properties('openssl-legacy', 'openssl');
   },
   // What `flowcrypt-ekm --test-store-connection` does on a new server: create the index key.
   async prepare() {

@@ -30,19 +30,11 @@ describe('EKM daemon on KmipStore (PyKMIP)', () => {
     const idpCert = idpPki.issue('idp', { hosts: ['127.0.0.1'] });
     idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
     dir = mkdtempSync(join(tmpdir(), 'ekm-kmip-e2e-'));
-    const key = kmip.keystore('openssl');
-    const trust = kmip.truststore('keytool');
     properties = {
       'org.id': 'kmip-e2e.example',
       'api.https.enabled': 'false',
       'api.workers': '2',
-      'store.type': 'KmipStore',
-      'store.kmip.hostname': kmip.host,
-      'store.kmip.port': String(kmip.port),
-      'store.kmip.key.file': key.file,
-      'store.kmip.key.password': key.password,
-      'truststore.file': trust.file,
-      'truststore.password': trust.password,
+      ...kmip.properties('openssl', 'keytool'),
       'logger.types': 'StdoutLogger',
       'auth.type': 'OpenIDConnectAuthenticator',
       'auth.openid.issuer': idp.issuer,

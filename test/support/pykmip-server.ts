@@ -151,6 +151,21 @@ export class PykmipServer {
     return { type: 'KmipStore', hostname: this.host, port: this.port, key: this.keystore(), truststore: this.truststore(), ...overrides };
   }
 
+  /** The daemon's store.kmip.* and truststore.* properties for a client the server accepts. */
+  properties(keyFlavour: Pkcs12Flavour = 'openssl', trustFlavour: 'openssl' | 'keytool' = 'keytool'): Record<string, string> {
+    const key = this.keystore(keyFlavour);
+    const trust = this.truststore(trustFlavour);
+    return {
+      'store.type': 'KmipStore',
+      'store.kmip.hostname': this.host,
+      'store.kmip.port': String(this.port),
+      'store.kmip.key.file': key.file,
+      'store.kmip.key.password': key.password,
+      'truststore.file': trust.file,
+      'truststore.password': trust.password,
+    };
+  }
+
   /** A raw KMIP client the server accepts, to look at what a store left there. */
   kmipClient(): KmipClient {
     const config = this.storeConfig();
