@@ -1,0 +1,119 @@
+import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import SplunkStreamEvent from 'winston-splunk-httplogger';
+import type { LoggerConfig } from '../config/config.js';
+import { ConfigError } from '../errors.js';
+import { BoundedOutput, type LogInfo, type LossReport } from './bounded-output.js';
+
+/** Splunk's JSON event endpoint (HTTP Event Collector REST API, "services/collector/event"). */
+const EVENT_PATH = '/services/collector/event';
+/** Deliveries in flight; each is one HTTP request carrying one event. */
+const CONCURRENCY = 4;
+const TIMEOUT_MS = 5000;
+
+export type SplunkSettings = NonNullable<LoggerConfig['splunk']>;
+
+/** Where events are posted, taken apart from `logger.splunk.url`. */
+export interface SplunkTarget {
+  readonly protocol: 'http' | 'https';
+  readonly host: string;
+  readonly port: number;
+  readonly path: string;
+}
+
+/**
+ * Checks `logger.splunk.*` the way the primary must before forking: a URL the transport can post to,
+ * and a token that can be sent in a header. Messages name the property, never the token.
+ */
+export function validateSplunkSettings(settings: SplunkSettings): SplunkTarget {
+  let url: URL;
+  try {
+    url = new URL(settings.url);
+  } catch {
+    throw new ConfigError(`logger.splunk.url: '${settings.url}' is not a URL; expected the HTTP Event Collector base URL, e.g. https://splunk:8088`);
+  }
+  const shown = `${url.protocol}//${url.host}${url.pathname}`;
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`logger.splunk.url: '${shown}' must be an http:// or https:// URL (the HTTP Event Collector, e.g. https://splunk:8088)`);
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new ConfigError('logger.splunk.url must not contain a user name or password; the collector token goes in logger.splunk.token');
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw new ConfigError(`logger.splunk.url: '${shown}' must not have a query or fragment`);
+  }
+  if (settings.token.trim() === '' || /[\s\x00-\x1f\x7f]/.test(settings.token)) {
+    throw new ConfigError('logger.splunk.token must be a non-empty HTTP Event Collector token without spaces or control characters');
+  }
+  const protocol = url.protocol === 'https:' ? 'https' : 'http';
+  const port = url.port === '' ? (protocol === 'https' ? 443 : 80) : Number(url.port);
+  // A base URL gets the event endpoint appended; a URL that already names an endpoint is used as is
+  // (Splunk Cloud documents full URLs such as https://http-inputs-<stack>.splunkcloud.com/services/collector/event).
+  const base = url.pathname.replace(/\/+$/, '');
+  const path = /\/services\/collector(\/event(\/1\.0)?)?$/.test(base) ? base : `${base}${EVENT_PATH}`;
+  return { protocol, host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port, path };
+}
+
+/**
+ * SplunkHttpLogger: each entry is posted to the HTTP Event Collector as one JSON event
+ * (`Authorization: Splunk <token>`) carrying the same record as stdout, through
+ * winston-splunk-httplogger behind a BoundedOutput. The certificate is verified unless
+ * `logger.splunk.disable.certificate.validation=true`: splunk-logging itself defaults to not
+ * verifying (its `strictSSL` is false), so this output turns verification on explicitly.
+ */
+export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossReport) => void): BoundedOutput {
+  if (config.splunk === undefined) throw new ConfigError("Property 'logger.splunk.url' not found");
+  const settings = config.splunk;
+  const target = validateSplunkSettings(settings);
+  const verify = !settings.disableCertificateValidation;
+
+  const transport = new SplunkStreamEvent({
+    exitOnError: true, // makes the transport emit request and collector errors, which are counted below
+    splunk: {
+      token: settings.token,
+      protocol: target.protocol,
+      host: target.host,
+      port: target.port,
+      path: target.path,
+      maxRetries: 0,
+      source: 'flowcrypt-ekm',
+      // Splunk's built-in JSON source type: every field of the record becomes a searchable field.
+      sourcetype: '_json',
+      eventFormatter: (message) => message.meta ?? { message: message.msg },
+    },
+  });
+  // winston-splunk-httplogger sends every event to index "winston-index" unless told otherwise, which
+  // Splunk refuses (code 7, "Incorrect index") unless such an index exists: use the token's default index.
+  delete transport.defaultMetadata['index'];
+  transport.defaultMetadata['host'] = os.hostname();
+  const agentOptions = { keepAlive: true, maxSockets: CONCURRENCY };
+  Object.assign(transport.server.requestOptions, {
+    strictSSL: verify,
+    agent: target.protocol === 'https' ? new https.Agent({ ...agentOptions, rejectUnauthorized: verify }) : new http.Agent(agentOptions),
+    open_timeout: TIMEOUT_MS,
+    response_timeout: TIMEOUT_MS,
+    read_timeout: TIMEOUT_MS,
+  });
+  // The default handler console.logs the events that failed, i.e. log content outside any log level.
+  transport.server.error = () => undefined;
+
+  // The transport emits 'error' and then calls back, synchronously, for the same request.
+  let failure: Error | undefined;
+  transport.on('error', (error: Error) => {
+    failure = error;
+  });
+  return new BoundedOutput({
+    output: 'SplunkHttpLogger',
+    concurrency: CONCURRENCY,
+    deliveryTimeoutMs: 3 * TIMEOUT_MS,
+    onLoss,
+    deliver: (info: LogInfo, done) => {
+      transport.log(info, () => {
+        const error = failure;
+        failure = undefined;
+        done(error);
+      });
+    },
+  });
+}

@@ -1,0 +1,126 @@
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { LoggingWinston } from '@google-cloud/logging-winston';
+import type { LoggerConfig } from '../config/config.js';
+import { ConfigError } from '../errors.js';
+import { BoundedOutput, type LogInfo, type LossReport } from './bounded-output.js';
+
+const PROPERTY = 'logger.stackdriver.credentials.file';
+/** The log the entries go to: projects/<project>/logs/flowcrypt-ekm. */
+export const STACKDRIVER_LOG_NAME = 'flowcrypt-ekm';
+
+/**
+ * Our levels as Cloud Logging severities (google.logging.type.LogSeverity, as syslog codes:
+ * 3 ERROR, 4 WARNING, 6 INFO, 7 DEBUG). Cloud Logging has nothing below DEBUG, so trace is DEBUG.
+ */
+const SEVERITY_CODES = { error: 3, warn: 4, info: 6, debug: 7, trace: 7 } as const;
+
+/** What the output needs from a service account credentials file. */
+export interface StackdriverCredentials {
+  readonly file: string;
+  readonly projectId: string;
+  readonly clientEmail: string;
+}
+
+/**
+ * Where the Cloud Logging API is reached. Default logging.googleapis.com:443; another endpoint
+ * serves a private or regional API address (and the tests' stand-in).
+ */
+export interface StackdriverEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Reads and checks `logger.stackdriver.credentials.file`: a Google Cloud service account key (JSON)
+ * with the project, the account and a usable private key. Messages name the property and the file,
+ * never the file's content.
+ */
+export function readStackdriverCredentials(file: string): StackdriverCredentials {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`${PROPERTY}: cannot read ${file} (${code})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ConfigError(`${PROPERTY}: ${file} is not JSON; expected a Google Cloud service account key file`);
+  }
+  const fields = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  if (fields['type'] !== 'service_account') {
+    throw new ConfigError(`${PROPERTY}: ${file} is not a service account key file (its "type" must be "service_account")`);
+  }
+  for (const name of ['project_id', 'client_email', 'private_key']) {
+    if (typeof fields[name] !== 'string' || fields[name] === '') {
+      throw new ConfigError(`${PROPERTY}: ${file} has no "${name}"`);
+    }
+  }
+  try {
+    createPrivateKey(fields['private_key'] as string);
+  } catch {
+    throw new ConfigError(`${PROPERTY}: the "private_key" in ${file} is not a PEM private key`);
+  }
+  return { file, projectId: fields['project_id'] as string, clientEmail: fields['client_email'] as string };
+}
+
+/**
+ * StackdriverLogger: entries go to Google Cloud Logging through @google-cloud/logging-winston
+ * (gRPC WriteLogEntries) behind a BoundedOutput, in the log `flowcrypt-ekm` of the project named in
+ * the credentials file, with the severity of their level. The record's fields arrive as
+ * `jsonPayload.metadata`, its message as `jsonPayload.message`, its time as the entry timestamp.
+ *
+ * Authentication: the client library signs a short-lived JWT with the service account's private key
+ * itself (self-signed JWT, AIP-4111) rather than exchanging it for an OAuth token, so apart from the
+ * API endpoint nothing is contacted.
+ */
+export function createStackdriverOutput(
+  config: LoggerConfig,
+  onLoss: (report: LossReport) => void,
+  endpoint?: StackdriverEndpoint,
+): BoundedOutput {
+  if (config.stackdriver === undefined) throw new ConfigError(`Property '${PROPERTY}' not found`);
+  const credentials = readStackdriverCredentials(config.stackdriver.credentialsFile);
+  // Not on Google Cloud, so say what this is rather than let the library probe the GCE metadata
+  // server (169.254.169.254) to detect it. generic_node is Cloud Logging's type for one's own hosts.
+  const resource = {
+    type: 'generic_node',
+    labels: { project_id: credentials.projectId, location: 'global', namespace: 'flowcrypt-ekm', node_id: os.hostname() },
+  };
+  const transport = new LoggingWinston({
+    keyFilename: credentials.file,
+    projectId: credentials.projectId,
+    logName: STACKDRIVER_LOG_NAME,
+    levels: SEVERITY_CODES,
+    resource,
+    maxRetries: 1,
+    ...(endpoint === undefined ? {} : { apiEndpoint: endpoint.host, port: endpoint.port }),
+  });
+  // The request-level resource is detected once per process unless already known (see above).
+  (transport.common.cloudLog as { logging?: { detectedResource?: object } }).logging!.detectedResource = resource;
+
+  return new BoundedOutput({
+    output: 'StackdriverLogger',
+    concurrency: 4,
+    deliveryTimeoutMs: 20_000,
+    onLoss,
+    deliver: (info: LogInfo, done) => {
+      const time = typeof info['time'] === 'string' ? new Date(info['time']) : new Date();
+      transport.log({ ...info, timestamp: time }, (error: Error | null) => done(error));
+    },
+  });
+}
+
+/** Parses `host:port` (or `[v6]:port`) of a Cloud Logging API endpoint. */
+export function parseStackdriverEndpoint(value: string): StackdriverEndpoint {
+  const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (match === null || !(port >= 1 && port <= 65535)) {
+    throw new ConfigError(`Cloud Logging endpoint '${value}' must be host:port`);
+  }
+  return { host: match[1] as string, port };
+}

@@ -1,0 +1,34 @@
+// The package ships no types; this declares the part the Splunk output uses (version 3.x).
+declare module 'winston-splunk-httplogger' {
+  import type TransportStream from 'winston-transport';
+
+  interface SplunkLoggerSettings {
+    token: string;
+    host?: string;
+    port?: number;
+    path?: string;
+    protocol?: string;
+    maxRetries?: number;
+    source?: string;
+    sourcetype?: string;
+    index?: string;
+    eventFormatter?: (message: { msg: unknown; meta?: Record<string, unknown> }, severity: string) => unknown;
+  }
+
+  /** splunk-logging's Logger, which does the HTTP requests (through needle). */
+  interface SplunkLogger {
+    /** Passed to needle on every request: TLS options, timeouts, agent. */
+    requestOptions: Record<string, unknown>;
+    /** Called on every failed request; the default console.logs the failed events themselves. */
+    error: (error: Error, context: unknown) => void;
+  }
+
+  class SplunkStreamEvent extends TransportStream {
+    constructor(config: { level?: string; exitOnError?: boolean; splunk: SplunkLoggerSettings });
+    server: SplunkLogger;
+    /** Merged into each event's metadata (source, sourcetype, index, host). */
+    defaultMetadata: Record<string, string>;
+    override log(info: unknown, callback: () => void): void;
+  }
+  export = SplunkStreamEvent;
+}
