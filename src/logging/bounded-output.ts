@@ -101,8 +101,8 @@ export class BoundedOutput extends TransportStream {
   async drain(timeoutMs: number): Promise<void> {
     if (this.pending > 0) {
       await new Promise<void>((resolve) => {
+        // Not unref'd: the caller is waiting for this before exit.
         const timer = setTimeout(resolve, timeoutMs);
-        timer.unref();
         this.idleWaiters.push(() => {
           clearTimeout(timer);
           resolve();
