@@ -69,7 +69,7 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
   const verify = !settings.disableCertificateValidation;
 
   const transport = new SplunkStreamEvent({
-    exitOnError: true, // makes the transport emit request and collector errors, which are counted below
+    exitOnError: false, // failures are taken from server.error below, which also sees collector refusals
     splunk: {
       token: settings.token,
       protocol: target.protocol,
@@ -95,14 +95,26 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
     response_timeout: TIMEOUT_MS,
     read_timeout: TIMEOUT_MS,
   });
-  // The default handler console.logs the events that failed, i.e. log content outside any log level.
-  transport.server.error = () => undefined;
-
-  // The transport emits 'error' and then calls back, synchronously, for the same request.
+  // splunk-logging reports a collector's refusal (`{"text":"Invalid token","code":4}`) only to
+  // server.error, not to the transport's callback, and an answer that is not the collector's JSON
+  // (a proxy's 502 page) to neither: both become failures here. server.error is called just before
+  // the callback of the same request, synchronously. Its default console.logs the failed events.
   let failure: Error | undefined;
-  transport.on('error', (error: Error) => {
+  transport.server.error = (error: Error) => {
     failure = error;
-  });
+  };
+  const post = transport.server._post;
+  transport.server._post = (options, callback) => {
+    post(options, (error, response, body) => {
+      const status = response?.statusCode ?? 0;
+      const splunkCode = typeof body === 'object' && body !== null ? (body as { code?: unknown }).code : undefined;
+      if (!error && (status < 200 || status > 299) && splunkCode === undefined) {
+        callback(new Error(`HTTP ${status} from the collector`), response, body);
+      } else {
+        callback(error, response, body);
+      }
+    });
+  };
   return new BoundedOutput({
     output: 'SplunkHttpLogger',
     concurrency: CONCURRENCY,

@@ -21,6 +21,8 @@ declare module 'winston-splunk-httplogger' {
     requestOptions: Record<string, unknown>;
     /** Called on every failed request; the default console.logs the failed events themselves. */
     error: (error: Error, context: unknown) => void;
+    /** Posts one request through needle; called as `this._post(...)` for every request. */
+    _post: (options: Record<string, unknown>, callback: (error: Error | null, response: { statusCode?: number } | undefined, body: unknown) => void) => void;
   }
 
   class SplunkStreamEvent extends TransportStream {

@@ -1,33 +1,42 @@
-/** Lines written to process.stdout between start() and stop(), kept from the terminal unless `echo`. */
+type ConsoleStreams = { _stdout: { write: (chunk: string | Uint8Array, ...rest: unknown[]) => boolean } };
+
+/**
+ * What StdoutLogger writes between start() and stop(). winston's Console transport writes to
+ * `console._stdout` (which Node maps to process.stdout); that one reference is replaced, so the test
+ * runner's own reports on process.stdout are untouched. Lines that are not JSON records (console.log
+ * in a test) are passed on.
+ */
 export class StdoutCapture {
   readonly lines: string[] = [];
-  private readonly original = process.stdout.write;
-
-  constructor(private readonly echo = false) {}
+  private original: ConsoleStreams['_stdout'] | undefined;
 
   start(): this {
-    const original = this.original;
+    const streams = console as unknown as ConsoleStreams;
+    const original = streams._stdout;
+    this.original = original;
     let partial = '';
-    process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-      const parts = partial.split('\n');
-      partial = parts.pop() ?? '';
-      this.lines.push(...parts);
-      if (!this.echo) {
+    streams._stdout = {
+      write: (chunk, ...rest) => {
+        partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+        const parts = partial.split('\n');
+        partial = parts.pop() ?? '';
+        for (const line of parts) {
+          if (line.startsWith('{')) this.lines.push(line);
+          else original.write(`${line}\n`);
+        }
         const done = rest.find((arg) => typeof arg === 'function') as (() => void) | undefined;
         if (done) queueMicrotask(done);
         return true;
-      }
-      return (original as (...args: unknown[]) => boolean).call(process.stdout, chunk, ...rest);
-    }) as typeof process.stdout.write;
+      },
+    };
     return this;
   }
 
   stop(): void {
-    process.stdout.write = this.original;
+    if (this.original) (console as unknown as ConsoleStreams)._stdout = this.original;
   }
 
-  /** The captured lines that are JSON objects (StdoutLogger when stdout is not a terminal). */
+  /** The captured JSON records (StdoutLogger when stdout is not a terminal). */
   get records(): Record<string, unknown>[] {
     return this.lines.flatMap((line) => {
       try {
