@@ -15,8 +15,10 @@ export class StdoutCapture {
     const original = streams._stdout;
     this.original = original;
     let partial = '';
-    streams._stdout = {
-      write: (chunk, ...rest) => {
+    // Inherits everything else (console.log also calls once/removeListener) from the real stream.
+    const fake = Object.create(original) as ConsoleStreams['_stdout'];
+    Object.assign(fake, {
+      write: (chunk: string | Uint8Array, ...rest: unknown[]) => {
         partial += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
         const parts = partial.split('\n');
         partial = parts.pop() ?? '';
@@ -28,7 +30,8 @@ export class StdoutCapture {
         if (done) queueMicrotask(done);
         return true;
       },
-    };
+    });
+    streams._stdout = fake;
     return this;
   }
 

@@ -11,12 +11,12 @@ export interface TestServiceAccount {
   readonly privateKeyPem: string;
 }
 
-/** A Google Cloud service account key file with a fresh RSA key, written into `dir`. */
-export function createTestServiceAccount(dir: string, projectId = 'ekm-test-project'): TestServiceAccount {
+/** A Google Cloud service account key file with a fresh RSA key, written into `dir` as <project>-<name>.json. */
+export function createTestServiceAccount(dir: string, projectId = 'ekm-test-project', name = 'ekm-logger'): TestServiceAccount {
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
-  const email = `ekm-logger@${projectId}.iam.gserviceaccount.com`;
-  const file = join(dir, `${projectId}-service-account.json`);
+  const email = `${name}@${projectId}.iam.gserviceaccount.com`;
+  const file = join(dir, `${projectId}-${name}.json`);
   writeFileSync(file, JSON.stringify({
     type: 'service_account',
     project_id: projectId,
