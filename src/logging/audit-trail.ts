@@ -1,3 +1,4 @@
+import type { UpsertResult } from '../stores/store.js';
 import type { Logger } from './logger.js';
 
 /** What was done to private key material. */
@@ -26,27 +27,29 @@ export interface AuditRecord {
   /** The HTTP status answered (or 0 for command-line operations that did not complete). */
   readonly status: number;
   /** The stable error code when refused, e.g. ERR_FORBIDDEN. */
-  readonly errorCode?: string | undefined;
-  readonly requestId: string | undefined;
+  readonly code?: string | undefined;
+  /** For writes: what the store did (added, updated, unchanged). */
+  readonly change?: UpsertResult | undefined;
+  /** Usually already on the request's child logger; given here, it is set explicitly. */
+  readonly requestId?: string | undefined;
 }
 
-/** The message of every audit entry; search for it (or for `audit=true`) in any output. */
-export const AUDIT_MESSAGE = 'audit';
 const FINGERPRINT = /^[0-9A-F]{16,64}$/;
 const USER_AGENT_MAX = 256;
 
 /**
- * Writes an audit entry, at info, to every configured output. Fingerprints are checked to be hex, so
- * that nothing else (key material above all) can be passed off as one.
+ * Writes an audit entry, at info, to every configured output: the message is the event, and the
+ * field `audit` too (search `audit=*` in any output). Fingerprints are checked to be hex, so that
+ * nothing else (key material above all) can be passed off as one.
  */
 export function audit(logger: Logger, record: AuditRecord): void {
   const status = record.status;
-  logger.info(AUDIT_MESSAGE, {
-    audit: true,
-    event: record.event,
-    result: status >= 200 && status < 300 ? 'success' : status === 0 || status >= 500 ? 'error' : 'refused',
+  logger.info(record.event, {
+    audit: record.event,
+    outcome: status >= 200 && status < 300 ? 'success' : status === 0 || status >= 500 ? 'error' : 'refused',
     status,
-    errorCode: record.errorCode,
+    code: record.code,
+    change: record.change,
     email: record.email?.toLowerCase(),
     fingerprints: record.fingerprints.map((fp) => {
       const hex = fp.replace(/\s/g, '').toUpperCase();
@@ -54,7 +57,7 @@ export function audit(logger: Logger, record: AuditRecord): void {
     }),
     clientAddress: record.clientAddress,
     userAgent: record.userAgent === undefined ? undefined : printable(record.userAgent).slice(0, USER_AGENT_MAX),
-    requestId: record.requestId,
+    ...(record.requestId === undefined ? {} : { requestId: record.requestId }),
   });
 }
 
