@@ -8,7 +8,6 @@ import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { CloudLoggingServer, type ReceivedEntry } from '../support/cloud-logging-server.js';
 import { RedirectingConnectProxy } from '../support/redirecting-connect-proxy.js';
 import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
 import { createTestServiceAccount, type TestServiceAccount } from '../support/service-account.js';
 import { SplunkHecReceiver, type HecEvent } from '../support/splunk-hec-receiver.js';
@@ -47,6 +46,13 @@ async function blackhole(): Promise<{ server: Server; port: number; close: () =>
       server.close();
     },
   };
+}
+
+/** One HTTP request to the daemon (plain HTTP here); the body parsed if JSON. */
+async function request(url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
+  const response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body });
+  const text = await response.text();
+  return { status: response.status, headers: Object.fromEntries(response.headers), text };
 }
 
 function percentile(sorted: number[], p: number): number {
