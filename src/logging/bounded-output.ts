@@ -71,7 +71,7 @@ export class BoundedOutput extends TransportStream {
     this.capacity = options.capacity ?? 2000;
     this.concurrency = options.concurrency ?? 4;
     this.deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
-    this.reportIntervalMs = options.reportIntervalMs ?? 10_000;
+    this.reportIntervalMs = options.reportIntervalMs ?? 60_000;
     this.onLoss = options.onLoss;
   }
 

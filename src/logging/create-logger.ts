@@ -19,10 +19,11 @@ export interface CreateLoggerOptions {
 
 /**
  * Checks every configured output's settings (Splunk URL and token, Cloud Logging credentials file)
- * without opening anything; throws a ConfigError naming the property. For the primary, before it forks.
+ * without opening anything; throws a ConfigError naming the property. Returns warnings about
+ * settings that work but weaken security. createLogger calls it; the primary may call it earlier.
  */
-export function validateLoggerConfig(config: LoggerConfig): void {
-  for (const type of config.types) LOG_OUTPUTS[type].validate(config);
+export function validateLoggerConfig(config: LoggerConfig): readonly string[] {
+  return config.types.flatMap((type) => LOG_OUTPUTS[type].validate(config));
 }
 
 /**
@@ -31,7 +32,7 @@ export function validateLoggerConfig(config: LoggerConfig): void {
  * if an output's settings cannot work.
  */
 export function createLogger(config: LoggerConfig, options: CreateLoggerOptions = {}): Logger {
-  validateLoggerConfig(config);
+  const warnings = validateLoggerConfig(config);
   const worker = cluster.isWorker ? `worker-${cluster.worker?.id ?? process.pid}` : 'primary';
   const format = winston.format.combine(
     winston.format((info) => {
@@ -58,7 +59,10 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
     remote: transports.filter((t): t is BoundedOutput => t instanceof BoundedOutput),
     closed: false,
   };
-  return new WinstonLogger(state, {});
+  const logger = new WinstonLogger(state, {});
+  // Once per service, not once per worker.
+  if (!cluster.isWorker) for (const warning of warnings) logger.warn(warning);
+  return logger;
 }
 
 /** The operator-facing line about lost entries. */

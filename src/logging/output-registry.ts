@@ -2,7 +2,7 @@ import type winston from 'winston';
 import type { LoggerConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { LossReport } from './bounded-output.js';
-import { createSplunkOutput, validateSplunkSettings } from './splunk-output.js';
+import { createSplunkOutput, splunkWarnings, validateSplunkSettings } from './splunk-output.js';
 import { createStackdriverOutput, readStackdriverCredentials, type StackdriverEndpoint } from './stackdriver-output.js';
 import { createStdoutOutput } from './stdout-output.js';
 
@@ -17,21 +17,24 @@ export interface OutputContext {
 type OutputType = LoggerConfig['types'][number];
 
 interface OutputDef {
-  /** Throws a ConfigError naming the property if the output's settings cannot work; opens nothing. */
-  readonly validate: (config: LoggerConfig) => void;
+  /**
+   * Throws a ConfigError naming the property if the output's settings cannot work; opens nothing.
+   * Returns warnings for settings that work but weaken security.
+   */
+  readonly validate: (config: LoggerConfig) => readonly string[];
   readonly create: (config: LoggerConfig, context: OutputContext) => winston.transport;
 }
 
 /** The config name of each log output (`logger.types`), its start-up check and its winston transport. */
 export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
   StdoutLogger: {
-    validate: () => undefined,
+    validate: () => [],
     create: (config) => createStdoutOutput(config),
   },
   SplunkHttpLogger: {
     validate: (config) => {
       if (config.splunk === undefined) throw new ConfigError("Property 'logger.splunk.url' not found");
-      validateSplunkSettings(config.splunk);
+      return splunkWarnings(config.splunk, validateSplunkSettings(config.splunk));
     },
     create: (config, context) => createSplunkOutput(config, context.onLoss),
   },
@@ -39,6 +42,7 @@ export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
     validate: (config) => {
       if (config.stackdriver === undefined) throw new ConfigError("Property 'logger.stackdriver.credentials.file' not found");
       readStackdriverCredentials(config.stackdriver.credentialsFile);
+      return [];
     },
     create: (config, context) => createStackdriverOutput(config, context.onLoss, context.stackdriverEndpoint),
   },

@@ -55,6 +55,18 @@ export function validateSplunkSettings(settings: SplunkSettings): SplunkTarget {
   return { protocol, host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port, path };
 }
 
+/** Settings that work but weaken security, for the operator to see at start. */
+export function splunkWarnings(settings: SplunkSettings, target: SplunkTarget): string[] {
+  const warnings: string[] = [];
+  if (settings.disableCertificateValidation && target.protocol === 'https') {
+    warnings.push("logger.splunk.disable.certificate.validation=true: the Splunk server's certificate is not verified, so anyone on the path can read the log and the token. Use it only to debug logging.");
+  }
+  if (target.protocol === 'http' && !['localhost', '127.0.0.1', '::1'].includes(target.host)) {
+    warnings.push('logger.splunk.url is http://: the HTTP Event Collector token and every log entry cross the network unencrypted. Use https://.');
+  }
+  return warnings;
+}
+
 /**
  * SplunkHttpLogger: each entry is posted to the HTTP Event Collector as one JSON event
  * (`Authorization: Splunk <token>`) carrying the same record as stdout, through

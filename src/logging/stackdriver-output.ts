@@ -97,6 +97,8 @@ export function createStackdriverOutput(
     logName: STACKDRIVER_LOG_NAME,
     levels: SEVERITY_CODES,
     resource,
+    // Error Reporting groups error entries that carry a stack by this service name.
+    serviceContext: { service: 'flowcrypt-ekm' },
     maxRetries: 1,
     ...(endpoint === undefined ? {} : { apiEndpoint: endpoint.host, port: endpoint.port }),
   });
