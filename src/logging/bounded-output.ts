@@ -17,10 +17,10 @@ export interface LossReport {
 export type LogInfo = Record<string | symbol, unknown>;
 
 /**
- * Sends one record to a remote destination; calls `done` once the destination has answered
- * (with the error if it refused or could not be reached).
+ * Sends records to a remote destination in one request; calls `done` once the destination has
+ * answered (with the error if it refused or could not be reached: the whole batch counts as failed).
  */
-export type DeliverFn = (info: LogInfo, done: (error?: Error | null) => void) => void;
+export type DeliverFn = (batch: readonly LogInfo[], done: (error?: Error | null) => void) => void;
 
 export interface BoundedOutputOptions {
   /** The `logger.types` name, for reports. */
@@ -30,6 +30,11 @@ export interface BoundedOutputOptions {
   readonly capacity?: number;
   /** Deliveries in flight at once. */
   readonly concurrency?: number;
+  /**
+   * Most records in one delivery. Records that queue up while deliveries are in flight go together
+   * in the next one, so a busy service makes fewer, larger requests.
+   */
+  readonly maxBatch?: number;
   /** A delivery not answered within this is counted failed and frees its slot. */
   readonly deliveryTimeoutMs?: number;
   /** Minimum time between two loss reports. */
@@ -41,8 +46,9 @@ export interface BoundedOutputOptions {
  * A winston transport in front of a remote log destination (Splunk, Cloud Logging). winston pipes
  * its records into every transport as streams, so one slow transport would back up all of them
  * and, through the process's memory, the service: this one acknowledges each record at once, keeps
- * at most `capacity` records for a bounded number of concurrent deliveries, and counts what it had
- * to drop or could not deliver, reported through `onLoss` at most once per `reportIntervalMs`.
+ * at most `capacity` records for a bounded number of concurrent deliveries (batches of up to
+ * `maxBatch`), and counts what it had to drop or could not deliver, reported through `onLoss` at
+ * most once per `reportIntervalMs`.
  * Logging never waits on the network and never throws into the caller.
  */
 export class BoundedOutput extends TransportStream {
@@ -50,11 +56,14 @@ export class BoundedOutput extends TransportStream {
   private readonly deliver: DeliverFn;
   private readonly capacity: number;
   private readonly concurrency: number;
+  private readonly maxBatch: number;
   private readonly deliveryTimeoutMs: number;
   private readonly reportIntervalMs: number;
   private readonly onLoss: (report: LossReport) => void;
   private readonly queue: LogInfo[] = [];
+  /** Deliveries in flight, and the records they carry. */
   private inFlight = 0;
+  private recordsInFlight = 0;
   private dropped = 0;
   private failed = 0;
   private lastError: string | undefined;
@@ -70,6 +79,7 @@ export class BoundedOutput extends TransportStream {
     this.deliver = options.deliver;
     this.capacity = options.capacity ?? 2000;
     this.concurrency = options.concurrency ?? 4;
+    this.maxBatch = options.maxBatch ?? 1;
     this.deliveryTimeoutMs = options.deliveryTimeoutMs ?? 10_000;
     this.reportIntervalMs = options.reportIntervalMs ?? 60_000;
     this.onLoss = options.onLoss;
@@ -91,7 +101,7 @@ export class BoundedOutput extends TransportStream {
 
   /** Entries waiting or in flight. */
   get pending(): number {
-    return this.queue.length + this.inFlight;
+    return this.queue.length + this.recordsInFlight;
   }
 
   /**
@@ -123,21 +133,23 @@ export class BoundedOutput extends TransportStream {
 
   private pump(): void {
     while (this.inFlight < this.concurrency && this.queue.length > 0) {
-      const info = this.queue.shift() as LogInfo;
+      const batch = this.queue.splice(0, this.maxBatch);
       this.inFlight++;
+      this.recordsInFlight += batch.length;
       let settled = false;
       const settle = (error?: Error | null): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         this.inFlight--;
+        this.recordsInFlight -= batch.length;
         if (error) {
-          this.failed++;
-          this.totals.failed++;
+          this.failed += batch.length;
+          this.totals.failed += batch.length;
           this.lastError = describeError(error);
           this.scheduleReport();
         } else {
-          this.totals.delivered++;
+          this.totals.delivered += batch.length;
         }
         this.pump();
         if (this.pending === 0) {
@@ -149,7 +161,7 @@ export class BoundedOutput extends TransportStream {
       const timer = setTimeout(() => settle(new Error(`no answer within ${this.deliveryTimeoutMs} ms`)), this.deliveryTimeoutMs);
       timer.unref();
       try {
-        this.deliver(info, settle);
+        this.deliver(batch, settle);
       } catch (error) {
         settle(error instanceof Error ? error : new Error(String(error)));
       }

@@ -11,10 +11,21 @@ const PROPERTY = 'logger.stackdriver.credentials.file';
 export const STACKDRIVER_LOG_NAME = 'flowcrypt-ekm';
 
 /**
- * Our levels as Cloud Logging severities (google.logging.type.LogSeverity, as syslog codes:
- * 3 ERROR, 4 WARNING, 6 INFO, 7 DEBUG). Cloud Logging has nothing below DEBUG, so trace is DEBUG.
+ * Our levels as Cloud Logging severities (google.logging.type.LogSeverity). Cloud Logging has
+ * nothing below DEBUG, so trace is DEBUG. As syslog codes for the winston transport's options.
  */
 const SEVERITY_CODES = { error: 3, warn: 4, info: 6, debug: 7, trace: 7 } as const;
+const SEVERITIES: Readonly<Record<string, string>> = { error: 'ERROR', warn: 'WARNING', info: 'INFO', debug: 'DEBUG', trace: 'DEBUG' };
+const SERVICE_CONTEXT = { service: 'flowcrypt-ekm' };
+/** Most entries in one WriteLogEntries call. */
+const MAX_BATCH = 100;
+
+/** The part of @google-cloud/logging's Log used to write several entries in one call. */
+interface CloudLog {
+  entry(metadata: object, data: object): unknown;
+  write(entries: unknown[], callback: (error: Error | null) => void): void;
+  logging: { detectedResource?: object };
+}
 
 /** What the output needs from a service account credentials file. */
 export interface StackdriverCredentials {
@@ -69,10 +80,13 @@ export function readStackdriverCredentials(file: string): StackdriverCredentials
 }
 
 /**
- * StackdriverLogger: entries go to Google Cloud Logging through @google-cloud/logging-winston
- * (gRPC WriteLogEntries) behind a BoundedOutput, in the log `flowcrypt-ekm` of the project named in
- * the credentials file, with the severity of their level. The record's fields arrive as
- * `jsonPayload.metadata`, its message as `jsonPayload.message`, its time as the entry timestamp.
+ * StackdriverLogger: entries go to Google Cloud Logging (gRPC WriteLogEntries) behind a
+ * BoundedOutput, in the log `flowcrypt-ekm` of the project named in the credentials file, with the
+ * severity of their level. The record's fields arrive as `jsonPayload.metadata`, its message as
+ * `jsonPayload.message` (followed by the stack, if any, for Error Reporting), its time as the entry
+ * timestamp: the shape @google-cloud/logging-winston gives them. Its transport is built for its
+ * client and settings, but its log() makes one call per entry; entries that queue up while calls
+ * are in flight are instead written together, in one call.
  *
  * Authentication: the client library signs a short-lived JWT with the service account's private key
  * itself (self-signed JWT, AIP-4111) rather than exchanging it for an OAuth token, so apart from the
@@ -97,22 +111,34 @@ export function createStackdriverOutput(
     logName: STACKDRIVER_LOG_NAME,
     levels: SEVERITY_CODES,
     resource,
-    // Error Reporting groups error entries that carry a stack by this service name.
-    serviceContext: { service: 'flowcrypt-ekm' },
+    serviceContext: SERVICE_CONTEXT,
     maxRetries: 1,
     ...(endpoint === undefined ? {} : { apiEndpoint: endpoint.host, port: endpoint.port }),
   });
+  const cloudLog = transport.common.cloudLog as unknown as CloudLog;
   // The request-level resource is detected once per process unless already known (see above).
-  (transport.common.cloudLog as { logging?: { detectedResource?: object } }).logging!.detectedResource = resource;
+  cloudLog.logging.detectedResource = resource;
 
   return new BoundedOutput({
     output: 'StackdriverLogger',
-    concurrency: 4,
+    concurrency: 2,
+    maxBatch: MAX_BATCH,
     deliveryTimeoutMs: 20_000,
     onLoss,
-    deliver: (info: LogInfo, done) => {
-      const time = typeof info['time'] === 'string' ? new Date(info['time']) : new Date();
-      transport.log({ ...info, timestamp: time }, (error: Error | null) => done(error));
+    deliver: (batch: readonly LogInfo[], done) => {
+      const entries = batch.map((info) => {
+        // As @google-cloud/logging-winston's LoggingCommon.log builds an entry.
+        const { message, level, ...fields } = Object.fromEntries(Object.entries(info)) as Record<string, unknown>;
+        const stack = typeof fields['stack'] === 'string' ? fields['stack'] : undefined;
+        const data = {
+          message: stack === undefined ? String(message ?? '') : `${String(message ?? '')} ${stack}`,
+          metadata: fields,
+          ...(stack === undefined ? {} : { serviceContext: SERVICE_CONTEXT }),
+        };
+        const time = typeof fields['time'] === 'string' ? new Date(fields['time']) : new Date();
+        return cloudLog.entry({ resource, timestamp: time, severity: SEVERITIES[String(level)] ?? 'DEFAULT' }, data);
+      });
+      cloudLog.write(entries, (error) => done(error));
     },
   });
 }

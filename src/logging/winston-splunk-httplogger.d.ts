@@ -15,8 +15,21 @@ declare module 'winston-splunk-httplogger' {
     eventFormatter?: (message: { msg: unknown; meta?: Record<string, unknown> }, severity: string) => unknown;
   }
 
+  /** One event for splunk-logging: `message` goes through the eventFormatter, `metadata` beside it. */
+  interface SplunkContext {
+    message: { msg: unknown; meta?: Record<string, unknown> };
+    metadata?: Record<string, string | number>;
+    severity?: string;
+  }
+
   /** splunk-logging's Logger, which does the HTTP requests (through needle). */
   interface SplunkLogger {
+    /** Its settings; `maxBatchCount` decides when send() flushes on its own. */
+    config: { maxBatchCount: number };
+    /** Queues an event (and flushes when the batch settings say so). */
+    send(context: SplunkContext, callback?: (error: Error | null) => void): void;
+    /** Posts every queued event in one request. */
+    flush(callback: (error: Error | null) => void): void;
     /** Passed to needle on every request: TLS options, timeouts, agent. */
     requestOptions: Record<string, unknown>;
     /** Called on every failed request; the default console.logs the failed events themselves. */

@@ -18,12 +18,13 @@ describe('BoundedOutput', () => {
       output: 'Test',
       concurrency: 3,
       onLoss: () => assert.fail('nothing should be lost'),
-      deliver: (info: LogInfo, done) => {
+      deliver: ([info, ...more]: readonly LogInfo[], done) => {
+        assert.equal(more.length, 0, 'one record per delivery by default');
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
         setTimeout(() => {
           inFlight--;
-          delivered.push(info['n']);
+          delivered.push(info?.['n']);
           done();
         }, 5);
       },
@@ -34,6 +35,42 @@ describe('BoundedOutput', () => {
     assert.equal(delivered.length, 30);
     assert.equal(maxInFlight, 3);
     assert.deepEqual(output.totals, { accepted: 30, delivered: 30, dropped: 0, failed: 0 });
+  });
+
+  it('sends what queued up during a delivery together, up to maxBatch', async () => {
+    const batches: number[][] = [];
+    const output = new BoundedOutput({
+      output: 'Batching',
+      concurrency: 1,
+      maxBatch: 10,
+      onLoss: () => assert.fail('nothing should be lost'),
+      deliver: (batch, done) => {
+        batches.push(batch.map((info) => info['n'] as number));
+        setTimeout(() => done(), 10);
+      },
+    });
+    const logger = loggerWith(output);
+    for (let n = 0; n < 25; n++) logger.info('entry', { n });
+    await output.drain(5000);
+    assert.deepEqual(batches.map((b) => b.length), [1, 10, 10, 4]);
+    assert.deepEqual(batches.flat(), Array.from({ length: 25 }, (_, n) => n));
+  });
+
+  it('counts a failed batch as that many failed records', async () => {
+    const reports: LossReport[] = [];
+    const output = new BoundedOutput({
+      output: 'Refusing',
+      concurrency: 1,
+      maxBatch: 5,
+      reportIntervalMs: 0,
+      onLoss: (report) => reports.push(report),
+      deliver: (_batch, done) => setTimeout(() => done(new Error('Invalid token')), 5),
+    });
+    const logger = loggerWith(output);
+    for (let n = 0; n < 6; n++) logger.info('entry', { n });
+    await output.drain(2000);
+    assert.deepEqual(output.totals, { accepted: 6, delivered: 0, dropped: 0, failed: 6 });
+    assert.equal(reports.reduce((sum, r) => sum + r.failed, 0), 6);
   });
 
   it('never makes the caller wait on a destination that does not answer, drops beyond capacity and reports it once per interval', async () => {

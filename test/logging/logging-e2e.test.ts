@@ -264,8 +264,10 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
     console.log(line('stdout only            ', baseline));
     console.log(line('collectors up          ', live));
     console.log(line('collectors never answer', dead));
-    assert.ok(percentile(dead, 0.5) < percentile(baseline, 0.5) + 10, 'a dead collector must not slow requests noticeably');
-    assert.ok(percentile(dead, 0.95) < percentile(baseline, 0.95) + 50);
+    // Generous margins: the machine is shared with other tests; a collector that slowed requests
+    // would cost its timeouts (seconds), not milliseconds.
+    assert.ok(percentile(dead, 0.5) < percentile(baseline, 0.5) + 25, 'a dead collector must not slow requests noticeably');
+    assert.ok(percentile(dead, 0.95) < percentile(baseline, 0.95) + 150);
 
     // The level filter is not vacuous: at debug the same daemon does write debug entries.
     await sleep(100);
