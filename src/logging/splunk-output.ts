@@ -137,6 +137,7 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
     output: 'SplunkHttpLogger',
     concurrency: CONCURRENCY,
     maxBatch: MAX_BATCH,
+    lingerMs: 100,
     deliveryTimeoutMs: 3 * TIMEOUT_MS,
     onLoss,
     deliver: (batch: readonly LogInfo[], done) => {

@@ -123,6 +123,7 @@ export function createStackdriverOutput(
     output: 'StackdriverLogger',
     concurrency: 2,
     maxBatch: MAX_BATCH,
+    lingerMs: 100,
     deliveryTimeoutMs: 20_000,
     onLoss,
     deliver: (batch: readonly LogInfo[], done) => {

@@ -56,6 +56,31 @@ describe('BoundedOutput', () => {
     assert.deepEqual(batches.flat(), Array.from({ length: 25 }, (_, n) => n));
   });
 
+  it('with lingerMs, records logged close together share one delivery', async () => {
+    const batches: number[] = [];
+    const output = new BoundedOutput({
+      output: 'Lingering',
+      concurrency: 2,
+      maxBatch: 50,
+      lingerMs: 50,
+      onLoss: () => assert.fail('nothing should be lost'),
+      deliver: (batch, done) => {
+        batches.push(batch.length);
+        done();
+      },
+    });
+    const logger = loggerWith(output);
+    for (let n = 0; n < 5; n++) {
+      logger.info('entry', { n });
+      await sleep(2);
+    }
+    await sleep(100);
+    assert.deepEqual(batches, [5]);
+    for (let n = 0; n < 120; n++) logger.info('burst', { n });
+    await output.drain(1000);
+    assert.deepEqual(batches, [5, 50, 50, 20], 'a full batch does not wait');
+  });
+
   it('counts a failed batch as that many failed records', async () => {
     const reports: LossReport[] = [];
     const output = new BoundedOutput({
