@@ -60,6 +60,20 @@ describe('createLogger with StdoutLogger', () => {
     assert.match(String(record['message']), /^Rejected token \[REDACTED JWT\] from header Bearer \[REDACTED/);
   });
 
+  it('on a terminal, writes readable lines instead of JSON', async () => {
+    const wasTTY = process.stdout.isTTY;
+    process.stdout.isTTY = true;
+    try {
+      const logger = createLogger(stdoutOnly('info'));
+      logger.child({ requestId: 'req-tty' }).warn('readable entry', { status: 503 });
+      await logger.flush();
+    } finally {
+      process.stdout.isTTY = wasTTY;
+    }
+    const line = stdout.otherLines.find((l) => l.includes('readable entry'));
+    assert.match(line ?? '', /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  \[primary\] \[req-tty\] readable entry \{"status":503\}$/);
+  });
+
   it('ignores entries logged after flush() instead of throwing', async () => {
     const logger = createLogger(stdoutOnly('info'));
     await logger.flush();

@@ -161,6 +161,10 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
     assert.equal(put.status, 200, put.text);
     const get = await request(`${daemon.baseUrl}/v1/keys/private`, { headers: { ...auth, 'user-agent': 'FlowCrypt-E2E/1.0' } });
     assert.equal(get.status, 200, get.text);
+    // Secrets where a careless log line would pick them up: a query string, a refused token.
+    const wrongAudience = await idp.mint({ email: 'alice@example.com', email_verified: true, aud: 'some-other-app' });
+    const refused = await request(`${daemon.baseUrl}/v1/keys/private?access_token=${token}`, { headers: { authorization: `Bearer ${wrongAudience}` } });
+    assert.equal(refused.status, 401, refused.text);
     const failing = await request(`${daemon.baseUrl}/error`);
     assert.equal(failing.status, 500);
     const putId = String(put.headers['x-request-id']);
@@ -221,7 +225,8 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
       ...splunk.requests.map((r) => r.body),
       JSON.stringify(cloudEntries),
     ].join('\n');
-    for (const [name, secret] of [['ID token', token], ['token signature', token.split('.')[2] as string], ['key material', keyBody],
+    for (const [name, secret] of [['ID token', token], ['token signature', token.split('.')[2] as string],
+      ['refused token', wrongAudience.split('.')[2] as string], ['key material', keyBody],
       ['armor header', 'PRIVATE KEY BLOCK'], ['Authorization header', 'Bearer '], ['HEC token', SPLUNK_TOKEN]] as const) {
       assert.ok(!everything.includes(secret), `${name} found in the logs`);
     }

@@ -8,6 +8,8 @@ type ConsoleStreams = { _stdout: { write: (chunk: string | Uint8Array, ...rest: 
  */
 export class StdoutCapture {
   readonly lines: string[] = [];
+  /** Lines that were not JSON: passed on to the real stdout, and kept here. */
+  readonly otherLines: string[] = [];
   private original: ConsoleStreams['_stdout'] | undefined;
 
   start(): this {
@@ -24,7 +26,10 @@ export class StdoutCapture {
         partial = parts.pop() ?? '';
         for (const line of parts) {
           if (line.startsWith('{')) this.lines.push(line);
-          else original.write(`${line}\n`);
+          else {
+            this.otherLines.push(line);
+            original.write(`${line}\n`);
+          }
         }
         const done = rest.find((arg) => typeof arg === 'function') as (() => void) | undefined;
         if (done) queueMicrotask(done);
