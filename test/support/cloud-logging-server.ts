@@ -92,7 +92,7 @@ export class CloudLoggingServer {
   }
 
   /** Resolves once `predicate` holds for the entries so far; rejects after `timeoutMs`. */
-  async waitFor(predicate: (entries: readonly ReceivedEntry[]) => boolean, timeoutMs = 8000): Promise<readonly ReceivedEntry[]> {
+  async waitFor(predicate: (entries: readonly ReceivedEntry[]) => boolean, timeoutMs = 20_000): Promise<readonly ReceivedEntry[]> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this.entries)) {
       if (Date.now() > deadline) {

@@ -75,7 +75,7 @@ export class SplunkHecReceiver {
   }
 
   /** Resolves with the events so far once `predicate` holds for them; rejects after `timeoutMs`. */
-  async waitFor(predicate: (events: readonly HecEvent[]) => boolean, timeoutMs = 5000): Promise<readonly HecEvent[]> {
+  async waitFor(predicate: (events: readonly HecEvent[]) => boolean, timeoutMs = 20_000): Promise<readonly HecEvent[]> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate(this.events)) {
       if (Date.now() > deadline) throw new Error(`Splunk stand-in: condition not met within ${timeoutMs} ms (${this.events.length} events)`);
