@@ -12,9 +12,8 @@ export const STACKDRIVER_LOG_NAME = 'flowcrypt-ekm';
 
 /**
  * Our levels as Cloud Logging severities (google.logging.type.LogSeverity). Cloud Logging has
- * nothing below DEBUG, so trace is DEBUG. As syslog codes for the winston transport's options.
+ * nothing below DEBUG, so trace is DEBUG.
  */
-const SEVERITY_CODES = { error: 3, warn: 4, info: 6, debug: 7, trace: 7 } as const;
 const SEVERITIES: Readonly<Record<string, string>> = { error: 'ERROR', warn: 'WARNING', info: 'INFO', debug: 'DEBUG', trace: 'DEBUG' };
 const SERVICE_CONTEXT = { service: 'flowcrypt-ekm' };
 /** Most entries in one WriteLogEntries call. */
@@ -109,9 +108,6 @@ export function createStackdriverOutput(
     keyFilename: credentials.file,
     projectId: credentials.projectId,
     logName: STACKDRIVER_LOG_NAME,
-    levels: SEVERITY_CODES,
-    resource,
-    serviceContext: SERVICE_CONTEXT,
     maxRetries: 1,
     ...(endpoint === undefined ? {} : { apiEndpoint: endpoint.host, port: endpoint.port }),
   });
@@ -142,14 +138,4 @@ export function createStackdriverOutput(
       cloudLog.write(entries, (error) => done(error));
     },
   });
-}
-
-/** Parses `host:port` (or `[v6]:port`) of a Cloud Logging API endpoint. */
-export function parseStackdriverEndpoint(value: string): StackdriverEndpoint {
-  const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[2]);
-  if (match === null || !(port >= 1 && port <= 65535)) {
-    throw new ConfigError(`Cloud Logging endpoint '${value}' must be host:port`);
-  }
-  return { host: match[1] as string, port };
 }

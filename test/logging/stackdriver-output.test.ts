@@ -61,12 +61,16 @@ describe('StackdriverLogger', () => {
     request.debug('debug entry');
     request.info('info entry', { fingerprints: ['A1B2C3D4E5F60718'] });
     request.warn('warn entry');
-    request.error('error entry');
+    request.error('error entry', { stack: 'Error: error entry\n    at handler (file:///srv/ekm/route.js:10:5)' });
     await logger.flush();
     const entries = await server.waitFor((e) => e.filter((x) => x.jsonPayload?.['message'] !== undefined).length >= 4);
     const ours = entries.filter((e) => e.jsonPayload?.['message'] !== undefined);
-    const severities = Object.fromEntries(ours.map((e) => [e.jsonPayload?.['message'], e.severity]));
+    const severities = Object.fromEntries(ours.map((e) => [String(e.jsonPayload?.['message']).split(' Error:')[0], e.severity]));
     assert.deepEqual(severities, { 'debug entry': 'DEBUG', 'info entry': 'INFO', 'warn entry': 'WARNING', 'error entry': 'ERROR' });
+    // Error Reporting reads the stack from the message and groups by the service name.
+    const error = ours.find((e) => e.severity === 'ERROR');
+    assert.equal(error?.jsonPayload?.['message'], 'error entry Error: error entry\n    at handler (file:///srv/ekm/route.js:10:5)');
+    assert.deepEqual(error?.jsonPayload?.['serviceContext'], { service: 'flowcrypt-ekm' });
     const info = ours.find((e) => e.jsonPayload?.['message'] === 'info entry');
     assert.ok(info);
     assert.equal(info.logName, `projects/${account.projectId}/logs/flowcrypt-ekm`);

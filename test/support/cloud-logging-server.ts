@@ -130,7 +130,7 @@ export class CloudLoggingServer {
       this.entries.push({
         logName: entry.logName || request.logName || '',
         severity: entry.severity ?? 'DEFAULT',
-        timestamp: entry.timestamp ? new Date(Number(entry.timestamp.seconds) * 1000 + Math.floor((entry.timestamp.nanos ?? 0) / 1e6)) : undefined,
+        timestamp: entry.timestamp ? new Date(Number(entry.timestamp.seconds) * 1000 + Math.round((entry.timestamp.nanos ?? 0) / 1e6)) : undefined,
         jsonPayload: entry.jsonPayload ? structToJson(entry.jsonPayload) : undefined,
         textPayload: entry.textPayload,
         resource: plainResource(entry.resource ?? request.resource),
