@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
@@ -107,6 +108,9 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
   transport.server.config.maxBatchCount = Number.MAX_SAFE_INTEGER;
   const agentOptions = { keepAlive: true, maxSockets: CONCURRENCY };
   Object.assign(transport.server.requestOptions, {
+    // A token with indexer acknowledgement on refuses events without a channel (code 10, "Data
+    // channel is missing"); one channel per process satisfies it (acks are not polled).
+    headers: { 'X-Splunk-Request-Channel': randomUUID() },
     strictSSL: verify,
     agent: target.protocol === 'https' ? new https.Agent({ ...agentOptions, rejectUnauthorized: verify }) : new http.Agent(agentOptions),
     open_timeout: TIMEOUT_MS,

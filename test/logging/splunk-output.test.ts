@@ -90,6 +90,20 @@ describe('SplunkHttpLogger', () => {
     assert.deepEqual(untrusted.events.map((e) => e.event['message']).filter((m) => m === 'arrives'), ['arrives']);
   });
 
+  it('works with a token that has indexer acknowledgement on (a request channel is sent)', async () => {
+    const cert = pki.issue('splunk-ack', { hosts: ['127.0.0.1'] });
+    const acking = await SplunkHecReceiver.start({ token: TOKEN, cert: cert.certPem, key: cert.keyPem, acknowledgement: true });
+    try {
+      const logger = createLogger(splunkConfig(acking.url, { disableCertificateValidation: true }));
+      logger.info('acknowledged entry');
+      await logger.flush();
+      await acking.waitFor((events) => events.some((e) => e.event['message'] === 'acknowledged entry'));
+      assert.ok(acking.requests.every((r) => r.status === 200));
+    } finally {
+      await acking.close();
+    }
+  });
+
   it('a wrong token is refused by the collector (403) and reported on stdout, without the token', async () => {
     const before = collector.requests.length;
     const logger = createLogger(splunkConfig(collector.url, { token: 'wrong-token-0000', disableCertificateValidation: true }));

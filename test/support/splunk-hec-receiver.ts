@@ -30,6 +30,8 @@ export interface SplunkHecReceiverOptions {
   readonly key: string;
   /** Indexes the token may write to; an event naming another is refused (code 7). */
   readonly indexes?: readonly string[];
+  /** The token has indexer acknowledgement on: a request without a channel is refused (code 10). */
+  readonly acknowledgement?: boolean;
 }
 
 /**
@@ -38,6 +40,8 @@ export interface SplunkHecReceiverOptions {
  * "Troubleshoot HTTP Event Collector" table):
  * - POST /services/collector/event, /services/collector/event/1.0 and /services/collector;
  * - `Authorization: Splunk <token>`: missing 401 code 2, malformed 401 code 3, wrong token 403 code 4;
+ * - with indexer acknowledgement on, a channel (`X-Splunk-Request-Channel`, a GUID): missing 400 code
+ *   10, not a GUID 400 code 11 (success then also carries an `ackId`);
  * - the body is one or more concatenated JSON event objects: none 400 code 5, not JSON 400 code 6,
  *   no `event` 400 code 12, a blank `event` 400 code 13, an index not allowed 400 code 7;
  *   all events of a request are refused if one is, with `invalid-event-number`;
@@ -50,6 +54,7 @@ export class SplunkHecReceiver {
   delayMs = 0;
   private readonly server: https.Server;
   private readonly options: SplunkHecReceiverOptions;
+  private ackId = 0;
 
   private constructor(options: SplunkHecReceiverOptions) {
     this.options = options;
@@ -111,6 +116,13 @@ export class SplunkHecReceiver {
     const match = /^Splunk (\S+)$/.exec(authorization);
     if (match === null) return { status: 401, body: { text: 'Invalid authorization', code: 3 } };
     if (match[1] !== this.options.token) return { status: 403, body: { text: 'Invalid token', code: 4 } };
+    if (this.options.acknowledgement) {
+      const channel = req.headers['x-splunk-request-channel'] ?? new URL(req.url ?? '/', 'https://x').searchParams.get('channel');
+      if (channel === undefined || channel === null || channel === '') return { status: 400, body: { text: 'Data channel is missing', code: 10 } };
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(String(channel))) {
+        return { status: 400, body: { text: 'Invalid data channel', code: 11 } };
+      }
+    }
     if (body.trim() === '') return { status: 400, body: { text: 'No data', code: 5 } };
     const parsed = splitConcatenatedJson(body);
     const accepted: HecEvent[] = [];
@@ -135,7 +147,7 @@ export class SplunkHecReceiver {
       accepted.push(event as unknown as HecEvent);
     }
     this.events.push(...accepted);
-    return { status: 200, body: { text: 'Success', code: 0 } };
+    return { status: 200, body: { text: 'Success', code: 0, ...(this.options.acknowledgement ? { ackId: this.ackId++ } : {}) } };
   }
 }
 
