@@ -16,7 +16,11 @@ const SECRET_TEXT: readonly [RegExp, string][] = [
   [/-----BEGIN PGP PRIVATE KEY BLOCK-----[\s\S]*?(-----END PGP PRIVATE KEY BLOCK-----|$)/g, '[REDACTED PGP PRIVATE KEY]'],
   [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g, '[REDACTED PRIVATE KEY]'],
   [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, '[REDACTED JWT]'],
-  [/\b(Bearer|Splunk|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [REDACTED]'],
+  // Credentials after their HTTP scheme; the lookahead wants a digit or symbol, so that prose
+  // ("Basic authentication", "Splunk collector") is left alone.
+  [/\b([Bb]earer)\s+(?=[A-Za-z0-9._~+/-]*[0-9._~+/-])[A-Za-z0-9._~+/-]{16,}=*/g, '$1 [REDACTED]'],
+  [/\b([Bb]asic)\s+(?=[A-Za-z0-9+/]*[0-9+/])[A-Za-z0-9+/]{12,}={0,2}/g, '$1 [REDACTED]'],
+  [/\b(Splunk)\s+[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b/g, '$1 [REDACTED]'],
 ];
 
 export const REDACTED = '[REDACTED]';

@@ -60,6 +60,18 @@ describe('createLogger with StdoutLogger', () => {
     assert.match(String(record['message']), /^Rejected token \[REDACTED JWT\] from header Bearer \[REDACTED/);
   });
 
+  it('leaves prose that merely looks like a credential scheme alone', async () => {
+    const logger = createLogger(stdoutOnly('info'));
+    const prose = 'Splunk collector unreachable; Basic authentication refused; Bearer authentication expected';
+    logger.info(prose, { details: 'Bearer tokens only' });
+    logger.info('opaque', { details: 'Bearer ya29.a0AfH6SMBx-opaque_token_value', basic: 'Basic YWxpY2U6c2VjcmV0cGFzcw==' });
+    await logger.flush();
+    assert.ok(stdout.records.some((r) => r['message'] === prose && r['details'] === 'Bearer tokens only'));
+    const opaque = stdout.records.find((r) => r['message'] === 'opaque');
+    assert.equal(opaque?.['details'], 'Bearer [REDACTED]');
+    assert.equal(opaque?.['basic'], 'Basic [REDACTED]');
+  });
+
   it('on a terminal, writes readable lines instead of JSON', async () => {
     const wasTTY = process.stdout.isTTY;
     process.stdout.isTTY = true;
