@@ -7,10 +7,10 @@ import type { LoggerConfig } from '../config/config.js';
  */
 export function createStdoutOutput(_config: LoggerConfig): winston.transport {
   const readable = winston.format.printf((info) => {
-    const { level, message, time, worker, ...fields } = info as Record<string, unknown>;
-    delete (fields as Record<symbol, unknown>)[Symbol.for('level')];
+    const { level, message, time, worker, requestId, ...fields } = info as Record<string, unknown>;
+    const request = requestId === undefined ? '' : ` [${String(requestId)}]`;
     const rest = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
-    return `${String(time)} ${String(level).toUpperCase().padEnd(5)} [${String(worker)}] ${String(message)}${rest}`;
+    return `${String(time)} ${String(level).toUpperCase().padEnd(5)} [${String(worker)}]${request} ${String(message)}${rest}`;
   });
   return new winston.transports.Console({
     format: process.stdout.isTTY ? readable : winston.format.json(),
