@@ -6,6 +6,7 @@ import { testStoreConnection } from './cli/test-store-connection.js';
 import { loadConfig, resolveConfigFile } from './config/load-config.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logging/create-logger.js';
+import { logCrashes } from './logging/crash-logging.js';
 
 /** The `flowcrypt-ekm` command: parse the arguments, load the config, run one command. */
 async function main(argv: readonly string[]): Promise<number> {
@@ -21,6 +22,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const config = loadConfig(resolveConfigFile(args.configFile));
   const logger = createLogger(config.logger);
+  logCrashes(logger);
   switch (args.command) {
     case 'serve':
       return serve(config, logger);

@@ -60,7 +60,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
       const how = signal ? `signal ${signal}` : `code ${code}`;
       if (!wasReady) {
         startFailures++;
-        logger.error('Worker failed at start', { worker: worker.id, exit: how, reason: lastStartFailure || 'unknown' });
+        logger.error('Worker failed at start', { workerId: worker.id, exit: how, reason: lastStartFailure || 'unknown' });
         if (startFailures >= MAX_START_FAILURES) {
           logger.error(`Workers keep failing at start, stopping the service: ${lastStartFailure || `worker exited with ${how}`}`);
           stopping = true;
@@ -69,7 +69,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
           return;
         }
       } else {
-        logger.error('Worker crashed; replacing it', { worker: worker.id, exit: how });
+        logger.error('Worker crashed; replacing it', { workerId: worker.id, exit: how });
       }
       const now = Date.now();
       recentCrashes.push(now);

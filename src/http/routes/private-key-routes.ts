@@ -5,8 +5,8 @@ import type { Authenticator, Identity } from '../../auth/authenticator.js';
 import type { Config } from '../../config/config.js';
 import { EkmError, MethodNotAllowedError } from '../../errors.js';
 import { validatePrivateKey, type ClaimedKeyFacts } from '../../keys/private-key-policy.js';
-import type { LogFields } from '../../logging/logger.js';
-import type { Store } from '../../stores/store.js';
+import { audit, type AuditEvent } from '../../logging/audit-trail.js';
+import type { Store, UpsertResult } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 import { optionalStringField, readJsonObject, stringField } from '../json-body.js';
 
@@ -19,14 +19,21 @@ type Ctx = Context & { state: EkmState };
  */
 export function privateKeyRoutes(router: Router<EkmState>, config: Config, authenticator: Authenticator, acl: Acl, store: Store): void {
 
-  const authorize = async (ctx: Ctx): Promise<Identity> => {
-    const identity = await authenticator.authenticate(ctx.get('Authorization') || undefined);
-    acl.authorizePrivateKeys(identity, identity.email);
-    return identity;
+  /** Authenticates and authorizes; a refusal is an audit entry of the attempted event. */
+  const authorizeFor = async (ctx: Ctx, event: AuditEvent): Promise<Identity> => {
+    let identity: Identity | undefined;
+    try {
+      identity = await authenticator.authenticate(ctx.get('Authorization') || undefined);
+      acl.authorizePrivateKeys(identity, identity.email);
+      return identity;
+    } catch (e) {
+      await audited(ctx, event, identity, () => Promise.reject(e));
+      throw e;
+    }
   };
 
   const get = async (ctx: Ctx) => {
-    const identity = await authorize(ctx);
+    const identity = await authorizeFor(ctx, 'private-key.read');
     await audited(ctx, 'private-key.read', identity, async () => {
       const keys = await store.listByEmail(identity.email);
       ctx.set('Cache-Control', 'no-store');
@@ -36,7 +43,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
   };
 
   const put = (legacy: boolean) => async (ctx: Ctx) => {
-    const identity = await authorize(ctx);
+    const identity = await authorizeFor(ctx, 'private-key.write');
     if (config.api.keyProvisioning === 'admin') {
       throw new MethodNotAllowedError(
         `No key has been generated for ${identity.email} yet. Please ask your administrator.`,
@@ -54,7 +61,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       const result = await store.upsert(key);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
-      return { fingerprints: [key.fingerprint], result };
+      return { fingerprints: [key.fingerprint], change: result };
     });
   };
 
@@ -65,18 +72,18 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
 }
 
 /** Runs a key operation and writes its audit entry, whatever the outcome. */
-async function audited(ctx: Ctx, event: string, identity: Identity, op: () => Promise<LogFields>): Promise<void> {
-  const entry = {
-    audit: event,
-    email: identity.email,
-    clientAddress: ctx.ip,
-    userAgent: ctx.get('User-Agent'),
-  };
+async function audited(
+  ctx: Ctx,
+  event: AuditEvent,
+  identity: Identity | undefined,
+  op: () => Promise<{ fingerprints: string[]; change?: UpsertResult }>,
+): Promise<void> {
+  const common = { event, email: identity?.email, clientAddress: ctx.ip, userAgent: ctx.get('User-Agent') || undefined };
   try {
     const outcome = await op();
-    ctx.state.logger.info(event, { ...entry, ...outcome, status: 200 });
+    audit(ctx.state.logger, { ...common, fingerprints: outcome.fingerprints, change: outcome.change, status: 200 });
   } catch (e) {
-    ctx.state.logger.info(event, { ...entry, status: e instanceof EkmError ? e.status : 500, code: e instanceof EkmError ? e.code : 'ERR_INTERNAL' });
+    audit(ctx.state.logger, { ...common, fingerprints: [], status: e instanceof EkmError ? e.status : 500, code: e instanceof EkmError ? e.code : 'ERR_INTERNAL' });
     throw e;
   }
 }
