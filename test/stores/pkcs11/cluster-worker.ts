@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
+import type { StoredKey } from '../../../src/stores/store.js';
+import { MemoryLogger } from '../../support/memory-logger.js';
+import type { HarnessCommand, HarnessReply } from './cluster-harness.js';
+
+/** A cluster worker of the harness: opens the store as the daemon's workers do, runs commands. */
+const store = await openPkcs11Store({ type: 'Pkcs11Store', module: process.env['EKM_TEST_PKCS11_MODULE']!, pin: '' }, { logger: new MemoryLogger() });
+
+process.on('message', (m: HarnessCommand) => {
+  if (m?.tag !== 'ekm.test.command') return;
+  run(m).then(
+    (value) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: true, value } satisfies HarnessReply),
+    (e: unknown) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: false, error: { name: (e as Error).name, code: (e as { code?: string }).code ?? '' } } satisfies HarnessReply),
+  );
+});
+process.send!({ tag: 'ekm.test.ready' });
+
+async function run(m: HarnessCommand): Promise<unknown> {
+  switch (m.command) {
+    case 'upsert':
+      return store.upsert(m.key!);
+    case 'list':
+      return store.listByEmail(m.email!);
+    case 'delete':
+      return store.delete(m.email!, m.fingerprint!);
+    case 'all': {
+      const keys: StoredKey[] = [];
+      for await (const k of store.all()) keys.push(k);
+      return keys.length;
+    }
+    case 'modules':
+      // Proof that the worker never loaded the PKCS#11 module itself.
+      return readFileSync('/proc/self/maps', 'utf8').includes('softhsm');
+    case 'bench': {
+      // Sequential lookups with the event loop watched at 1 ms resolution.
+      const h = monitorEventLoopDelay({ resolution: 1 });
+      h.enable();
+      const latencies: number[] = [];
+      for (const email of m.emails!) {
+        const t = process.hrtime.bigint();
+        const keys = await store.listByEmail(email);
+        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+        if (keys.length !== 1) throw new Error(`expected one key for a benchmark user, got ${keys.length}`);
+      }
+      h.disable();
+      return { latencies, maxEventLoopDelayMs: h.max / 1e6 };
+    }
+    case 'close':
+      await store.close();
+      return null;
+  }
+}
