@@ -8,11 +8,12 @@ import { MemoryLogger } from '../../support/memory-logger.js';
 export interface HarnessCommand {
   readonly tag: 'ekm.test.command';
   readonly id: number;
-  readonly command: 'upsert' | 'list' | 'delete' | 'all' | 'modules' | 'bench' | 'close';
+  readonly command: 'upsert' | 'list' | 'delete' | 'all' | 'modules' | 'bench' | 'observe' | 'close';
   readonly key?: StoredKey;
   readonly email?: string;
   readonly fingerprint?: string;
   readonly emails?: readonly string[];
+  readonly durationMs?: number;
 }
 export type HarnessReply =
   | { readonly tag: 'ekm.test.reply'; readonly id: number; readonly ok: true; readonly value: unknown }

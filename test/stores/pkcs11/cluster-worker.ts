@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import type { StoredKey } from '../../../src/stores/store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
@@ -36,6 +36,7 @@ async function run(m: HarnessCommand): Promise<unknown> {
     case 'bench': {
       // Sequential lookups with the event loop watched at 1 ms resolution.
       const h = monitorEventLoopDelay({ resolution: 1 });
+      const elu = performance.eventLoopUtilization();
       h.enable();
       const latencies: number[] = [];
       for (const email of m.emails!) {
@@ -45,7 +46,15 @@ async function run(m: HarnessCommand): Promise<unknown> {
         if (keys.length !== 1) throw new Error(`expected one key for a benchmark user, got ${keys.length}`);
       }
       h.disable();
-      return { latencies, maxEventLoopDelayMs: h.max / 1e6 };
+      return { latencies, maxEventLoopDelayMs: h.max / 1e6, eventLoopUtilization: performance.eventLoopUtilization(elu).utilization };
+    }
+    case 'observe': {
+      // An idle process's event loop over the same time: the delay the machine itself causes.
+      const h = monitorEventLoopDelay({ resolution: 1 });
+      h.enable();
+      await new Promise((resolve) => setTimeout(resolve, m.durationMs));
+      h.disable();
+      return h.max / 1e6;
     }
     case 'close':
       await store.close();
