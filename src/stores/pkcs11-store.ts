@@ -20,7 +20,7 @@ export async function openPkcs11Store(config: Pkcs11StoreConfig, deps: StoreDepe
     const channel = await HostChannel.connect();
     return new Pkcs11Store(channel, async () => channel.close());
   }
-  const engine = await Pkcs11Engine.acquire(config, deps.logger);
+  const engine = await Pkcs11Engine.acquire(config, deps.logger, { tolerateOutage: false });
   return new Pkcs11Store(engine, () => engine.release());
 }
 

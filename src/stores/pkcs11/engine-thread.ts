@@ -23,11 +23,13 @@ export type FromEngine =
 export interface EngineThreadData {
   readonly module: string;
   readonly pin: string;
+  /** Start even when the HSM is unreachable (serve 503 until it is back); operator mistakes still fail. */
+  readonly tolerateOutage: boolean;
 }
 
 const port = parentPort;
 if (port === null) throw new TypeError('engine-thread.js runs as a worker thread only');
-const { module, pin } = workerData as EngineThreadData;
+const { module, pin, tolerateOutage } = workerData as EngineThreadData;
 const post = (m: FromEngine) => port.postMessage(m);
 const log: EngineLog = (level, message, fields = {}) => post({ type: 'log', level, message, fields });
 
@@ -39,7 +41,7 @@ try {
   } catch (e) {
     throw openFailure('load', e, module);
   }
-  store = TokenRecordStore.open(lib, module, pin, log);
+  store = TokenRecordStore.open(lib, module, pin, log, tolerateOutage);
   post({ type: 'ready', tokenLabel: store.tokenLabel });
 } catch (e) {
   post({ type: 'failed', error: toWireError(e) });

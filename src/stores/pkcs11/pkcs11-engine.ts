@@ -33,6 +33,7 @@ export class Pkcs11Engine implements EngineChannel {
   private constructor(
     private readonly config: Pkcs11StoreConfig,
     private readonly logger: Logger,
+    private readonly tolerateOutage: boolean,
   ) {}
 
   /**
@@ -40,7 +41,7 @@ export class Pkcs11Engine implements EngineChannel {
    * first use. Throws ConfigError for operator mistakes, StoreUnavailableError for outages.
    * Every acquire is paired with one `release`.
    */
-  static async acquire(config: Pkcs11StoreConfig, logger: Logger): Promise<Pkcs11Engine> {
+  static async acquire(config: Pkcs11StoreConfig, logger: Logger, options: { tolerateOutage: boolean }): Promise<Pkcs11Engine> {
     const shared = engines.get(config.module);
     if (shared !== undefined) {
       if (shared.engine.config.pin !== config.pin) throw new ConfigError(`The PKCS#11 module ${config.module} is already open in this process with another store.pkcs11.pin`);
@@ -48,7 +49,7 @@ export class Pkcs11Engine implements EngineChannel {
       return shared.engine;
     }
     checkModuleFile(config.module);
-    const engine = new Pkcs11Engine(config, logger.child({ component: 'pkcs11' }));
+    const engine = new Pkcs11Engine(config, logger.child({ component: 'pkcs11' }), options.tolerateOutage);
     const entry = { engine, users: 1 };
     engines.set(config.module, entry);
     try {
@@ -94,19 +95,19 @@ export class Pkcs11Engine implements EngineChannel {
     });
   }
 
-  /** A new engine thread after the last one died; what would stop the service at start is a 503 now. */
+  /** A new engine thread after the last one died (it starts disconnected if the HSM is down); what would stop the service at start is a 503 now. */
   private async restart(): Promise<Worker> {
     try {
-      return await this.start();
+      return await this.start(true);
     } catch (e) {
       if (e instanceof StoreUnavailableError) throw e;
       throw new StoreUnavailableError(`The PKCS#11 engine could not restart (${e instanceof Error ? e.message.split(':')[0] : 'unknown'})`, { cause: e });
     }
   }
 
-  private start(): Promise<Worker> {
+  private start(tolerateOutage = this.tolerateOutage): Promise<Worker> {
     this.starting ??= new Promise<Worker>((resolve, reject) => {
-      const data: EngineThreadData = { module: this.config.module, pin: this.config.pin };
+      const data: EngineThreadData = { module: this.config.module, pin: this.config.pin, tolerateOutage };
       const thread = new Worker(new URL('./engine-thread.js', import.meta.url), { workerData: data });
       let ready = false;
       thread.on('message', (m: FromEngine) => {

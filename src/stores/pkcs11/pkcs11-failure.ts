@@ -37,14 +37,15 @@ export function openFailure(step: OpenStep, e: unknown, module: string): ConfigE
     case 'CKR_PIN_INCORRECT':
       return new ConfigError(
         'store.pkcs11.pin was refused by the token (CKR_PIN_INCORRECT): set the user PIN of the token. Each wrong attempt counts towards locking the PIN.',
+        { cause: e },
       );
     case 'CKR_PIN_LOCKED':
-      return new ConfigError('The token has locked its user PIN after too many wrong attempts (CKR_PIN_LOCKED): the security officer must unlock or reset it.');
+      return new ConfigError('The token has locked its user PIN after too many wrong attempts (CKR_PIN_LOCKED): the security officer must unlock or reset it.', { cause: e });
     case 'CKR_PIN_LEN_RANGE':
     case 'CKR_PIN_INVALID':
-      return new ConfigError(`store.pkcs11.pin is not a PIN this token accepts (${name}): check its length and characters.`);
+      return new ConfigError(`store.pkcs11.pin is not a PIN this token accepts (${name}): check its length and characters.`, { cause: e });
     case 'CKR_PIN_EXPIRED':
-      return new ConfigError('The token says the user PIN has expired (CKR_PIN_EXPIRED): set a new one and update store.pkcs11.pin.');
+      return new ConfigError('The token says the user PIN has expired (CKR_PIN_EXPIRED): set a new one and update store.pkcs11.pin.', { cause: e });
     case 'CKR_USER_PIN_NOT_INITIALIZED':
       return userPinNotSet();
     case 'CKR_TOKEN_NOT_RECOGNIZED':

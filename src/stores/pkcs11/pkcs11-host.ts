@@ -25,11 +25,14 @@ const OPS = new Set(['probe', 'list', 'upsert', 'delete', 'scanOpen', 'scanNext'
  * C_Login from several processes can fail; HSM vendors also count sessions. With one owner every
  * worker sees every write at once, and the PKCS#11 calls run on the owner's engine thread, not on
  * its event loop (which on Linux also accepts the workers' connections).
- * Throws ConfigError for operator mistakes (wrong module, PIN, token), StoreUnavailableError for outages.
+ * Throws ConfigError for operator mistakes (wrong module, PIN, token); an unreachable HSM is not
+ * one: the host starts, answers 503 and connects when the HSM is back.
  */
 export async function startPkcs11Host(config: Pkcs11StoreConfig, logger: Logger): Promise<Pkcs11Host> {
   if (!cluster.isPrimary) throw new TypeError('startPkcs11Host runs in the cluster primary');
-  const engine = await Pkcs11Engine.acquire(config, logger);
+  // The service starts while the HSM is down (requests get 503 until it is back); a wrong module,
+  // PIN or token still stops it.
+  const engine = await Pkcs11Engine.acquire(config, logger, { tolerateOutage: true });
   const onMessage = (worker: Worker, message: unknown) => {
     if (!isRequest(message)) return;
     const reply = (r: IpcReply) => {

@@ -65,10 +65,19 @@ export class TokenRecordStore {
     private readonly log: EngineLog,
   ) {}
 
-  /** Loads the module and connects; throws ConfigError for operator mistakes. */
-  static open(lib: pkcs11js.PKCS11, module: string, pin: string, log: EngineLog): TokenRecordStore {
+  /**
+   * Connects (the module is loaded); throws ConfigError for operator mistakes. An outage
+   * (StoreUnavailableError) is thrown too, unless `tolerateOutage`: then the store starts
+   * disconnected, answers 503 and reconnects like after any other outage.
+   */
+  static open(lib: pkcs11js.PKCS11, module: string, pin: string, log: EngineLog, tolerateOutage: boolean): TokenRecordStore {
     const store = new TokenRecordStore(lib, module, pin, log);
-    store.connection = store.connect();
+    try {
+      store.connection = store.connect();
+    } catch (e) {
+      if (!tolerateOutage || !(e instanceof StoreUnavailableError)) throw e;
+      store.noteFailure(e, Date.now());
+    }
     return store;
   }
 
@@ -206,16 +215,24 @@ export class TokenRecordStore {
     try {
       this.connection = this.connect();
     } catch (e) {
-      this.failures++;
-      const pinRefused = ckrName(e)?.startsWith('CKR_PIN_') === true;
-      this.nextAttemptAt = now + (pinRefused ? RETRY_PIN_MS : Math.min(RETRY_MIN_MS * 2 ** (this.failures - 1), RETRY_MAX_MS));
-      this.lastFailure = e instanceof ConfigError || e instanceof EkmError ? e.message.split(':')[0]! : describeFailure(e);
-      if (this.failures === 1 || pinRefused) this.log('error', 'Cannot reconnect to the HSM; retrying with backoff', { reason: e instanceof Error ? e.message : this.lastFailure });
+      this.noteFailure(e, now);
       throw new StoreUnavailableError(`The HSM is unavailable (${this.lastFailure})`, { cause: e });
     }
     this.log('info', 'Reconnected to the HSM', { token: this.connection.session.tokenLabel, failedAttempts: this.failures });
     this.failures = 0;
     return this.connection;
+  }
+
+  /** Schedules the next connection attempt after a failed one. */
+  private noteFailure(e: unknown, now: number): void {
+    this.failures++;
+    // A refused PIN arrives as the ConfigError openFailure made of the module's error.
+    const pinRefused = ckrName(e instanceof ConfigError ? e.cause : e)?.startsWith('CKR_PIN_') === true;
+    this.nextAttemptAt = now + (pinRefused ? RETRY_PIN_MS : Math.min(RETRY_MIN_MS * 2 ** (this.failures - 1), RETRY_MAX_MS));
+    this.lastFailure = e instanceof ConfigError ? e.message.split(':')[0]! : e instanceof EkmError ? e.details : describeFailure(e);
+    if (this.failures === 1 || pinRefused) {
+      this.log('error', 'Cannot connect to the HSM; retrying with backoff', { reason: e instanceof EkmError ? e.details : e instanceof Error ? e.message : this.lastFailure });
+    }
   }
 
   /** Runs one operation; a PKCS#11 failure drops the connection and becomes a 503. */

@@ -3,6 +3,7 @@ import { renameSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
 import { StoreUnavailableError } from '../../../src/errors.js';
+import { startPkcs11Host } from '../../../src/stores/pkcs11/pkcs11-host.js';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
@@ -54,5 +55,27 @@ describe('Pkcs11Store outage and recovery', () => {
     assert.ok(logger.entries.some((e) => e.level === 'warn' && /connection was closed/.test(e.message)));
     assert.ok(logger.entries.some((e) => e.level === 'info' && /Reconnected/.test(e.message)));
     assert.equal(JSON.stringify(logger.entries).includes(token.userPin), false);
+  });
+
+  it('the primary host starts while the token is gone, answers 503, and connects when it is back', async () => {
+    renameSync(token.tokenDir, `${token.tokenDir}.away`);
+    const host = await startPkcs11Host({ type: 'Pkcs11Store', module: SOFTHSM2_MODULE, pin: token.userPin }, logger);
+    try {
+      await assert.rejects(host.store.listByEmail('outage@example.com'), StoreUnavailableError);
+      renameSync(`${token.tokenDir}.away`, token.tokenDir);
+      const back = Date.now();
+      for (;;) {
+        try {
+          assert.equal((await host.store.listByEmail('outage@example.com')).length, 2);
+          break;
+        } catch (e) {
+          assert.ok(e instanceof StoreUnavailableError);
+          assert.ok(Date.now() - back < 15_000, 'not connected within 15 s');
+          await sleep(50);
+        }
+      }
+    } finally {
+      await host.close();
+    }
   });
 });
