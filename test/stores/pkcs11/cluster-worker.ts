@@ -1,23 +1,30 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
-import type { StoredKey } from '../../../src/stores/store.js';
+import type { Store, StoredKey } from '../../../src/stores/store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
 import type { HarnessCommand, HarnessReply } from './cluster-harness.js';
 
-/** A cluster worker of the harness: opens the store as the daemon's workers do, runs commands. */
-const store = await openPkcs11Store({ type: 'Pkcs11Store', module: process.env['EKM_TEST_PKCS11_MODULE']!, pin: '' }, { logger: new MemoryLogger() });
+/**
+ * A cluster worker of the harness: opens the store as the daemon's workers do, runs commands.
+ * The test runner also loads this file as a test file; it then does nothing.
+ */
+const module = process.env['EKM_TEST_PKCS11_MODULE'];
+const store = cluster.isWorker && module !== undefined ? await openPkcs11Store({ type: 'Pkcs11Store', module, pin: '' }, { logger: new MemoryLogger() }) : undefined;
 
-process.on('message', (m: HarnessCommand) => {
-  if (m?.tag !== 'ekm.test.command') return;
-  run(m).then(
-    (value) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: true, value } satisfies HarnessReply),
-    (e: unknown) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: false, error: { name: (e as Error).name, code: (e as { code?: string }).code ?? '' } } satisfies HarnessReply),
-  );
-});
-process.send!({ tag: 'ekm.test.ready' });
+if (store !== undefined) {
+  process.on('message', (m: HarnessCommand) => {
+    if (m?.tag !== 'ekm.test.command') return;
+    run(store, m).then(
+      (value) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: true, value } satisfies HarnessReply),
+      (e: unknown) => process.send!({ tag: 'ekm.test.reply', id: m.id, ok: false, error: { name: (e as Error).name, code: (e as { code?: string }).code ?? '' } } satisfies HarnessReply),
+    );
+  });
+  process.send!({ tag: 'ekm.test.ready' });
+}
 
-async function run(m: HarnessCommand): Promise<unknown> {
+async function run(store: Store, m: HarnessCommand): Promise<unknown> {
   switch (m.command) {
     case 'upsert':
       return store.upsert(m.key!);
