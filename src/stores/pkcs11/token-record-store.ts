@@ -6,21 +6,27 @@ import { ckrName, describeFailure } from './pkcs11-failure.js';
 import { RecordCipher, type RecordContent } from './record-cipher.js';
 import { RECORD_APPLICATION, findOrCreateRecordKeys } from './record-keys.js';
 import { TokenSession } from './token-session.js';
+import { WriteMarker } from './write-marker.js';
 
 /** A secret-free event for the owning process's logger. */
 export type EngineLog = (level: 'info' | 'warn' | 'error', message: string, fields?: Readonly<Record<string, string | number>>) => void;
 
 interface Connection {
   readonly session: TokenSession;
+  /** Only on SoftHSM2, whose view of the token our own writes can freeze (see markWritten). */
+  readonly marker: WriteMarker | undefined;
   readonly cipher: RecordCipher;
   /** Counts connections, so an export cursor knows its handles died with an old one. */
   readonly generation: number;
 }
 
 interface Scan {
-  readonly generation: number;
-  readonly handles: pkcs11js.Handle[];
+  /** The connection the handles belong to; after a reconnect the scan finds the objects again. */
+  generation: number;
+  handles: pkcs11js.Handle[];
   next: number;
+  /** Fingerprint tags already returned, so a scan that finds again returns each key once. */
+  readonly emitted: Set<string>;
   touchedAt: number;
 }
 
@@ -38,6 +44,11 @@ const MAX_SCANS = 16;
 /** Reconnection attempts after an outage: 250 ms doubling to 5 s, so recovery is seconds after the HSM is back. */
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5_000;
+/** How long after its own write a process treats another's marker change as possibly hidden by it. */
+const FOREIGN_MARK_GRACE_MS = 3_000;
+/** Quick reconnection attempts before an operation gives up, 25 ms apart and growing. */
+const CONNECT_ATTEMPTS = 4;
+const CONNECT_PAUSE_MS = 25;
 /** A refused PIN is retried rarely: every attempt counts towards locking it. */
 const RETRY_PIN_MS = 60_000;
 
@@ -56,6 +67,12 @@ export class TokenRecordStore {
   private lastFailure = '';
   private clock = 0;
   private closed = false;
+  /** SoftHSM2 only (see markWritten): reconnect before the next operation. */
+  private stale = false;
+  /** SoftHSM2 only: the write marker's value as this process last saw or set it. */
+  private lastMarker = '';
+  /** SoftHSM2 only: when this process last wrote (Date.now()), 0 after a reconnect. */
+  private lastOwnWriteAt = 0;
   private readonly scans = new Map<string, Scan>();
 
   private constructor(
@@ -138,6 +155,7 @@ export class TokenRecordStore {
           if (at >= 0) scan.handles[at] = created;
         }
       }
+      this.markWritten(c);
       return existing.length === 0 ? 'added' : 'updated';
     });
   }
@@ -147,6 +165,7 @@ export class TokenRecordStore {
       const ownerTag = c.cipher.ownerTag(email);
       const mine = this.findByFingerprint(c, c.cipher.fingerprintTag(fingerprint)).filter((o) => o.ownerTag.equals(ownerTag));
       for (const o of mine) this.destroy(c, o.handle);
+      if (mine.length > 0) this.markWritten(c);
       return mine.length > 0;
     });
   }
@@ -157,7 +176,7 @@ export class TokenRecordStore {
       this.expireScans();
       if (this.scans.size >= MAX_SCANS) throw new StoreUnavailableError(`Too many exports at once (at most ${MAX_SCANS})`);
       const id = randomBytes(12).toString('hex');
-      this.scans.set(id, { generation: c.generation, handles: this.find(c, recordTemplate()), next: 0, touchedAt: Date.now() });
+      this.scans.set(id, { generation: c.generation, handles: this.find(c, recordTemplate()), next: 0, emitted: new Set(), touchedAt: Date.now() });
       return id;
     });
   }
@@ -168,14 +187,20 @@ export class TokenRecordStore {
       const scan = this.scans.get(id);
       if (scan === undefined) throw new StoreUnavailableError('The export expired or was never started; run it again');
       if (scan.generation !== c.generation) {
-        this.scans.delete(id);
-        throw new StoreUnavailableError('The HSM connection was reset during the export; run it again');
+        // Handles die with their connection: find the objects again and skip what was returned.
+        scan.handles = this.find(c, recordTemplate());
+        scan.next = 0;
+        scan.generation = c.generation;
       }
       scan.touchedAt = Date.now();
       const page: StoredKey[] = [];
       while (page.length < SCAN_PAGE && scan.next < scan.handles.length) {
         const object = this.read(c, scan.handles[scan.next++]!);
-        if (object !== undefined) page.push(c.cipher.open(object.ownerTag, object.fingerprintTag, object.value).key);
+        if (object === undefined) continue;
+        const tag = object.fingerprintTag.toString('hex');
+        if (scan.emitted.has(tag)) continue;
+        scan.emitted.add(tag);
+        page.push(c.cipher.open(object.ownerTag, object.fingerprintTag, object.value).key);
       }
       if (page.length === 0) this.scans.delete(id);
       return page;
@@ -197,7 +222,11 @@ export class TokenRecordStore {
     const session = TokenSession.open(this.lib, this.module, this.pin);
     try {
       const keys = findOrCreateRecordKeys(session);
-      return { session, cipher: new RecordCipher(session, keys), generation: ++this.generation };
+      const marker = session.lib.C_GetInfo().manufacturerID.trim() === 'SoftHSM' ? WriteMarker.open(session) : undefined;
+      this.lastMarker = marker?.read() ?? '';
+      this.lastOwnWriteAt = 0;
+      this.stale = false;
+      return { session, cipher: new RecordCipher(session, keys), generation: ++this.generation, marker };
     } catch (e) {
       session.close();
       throw e;
@@ -207,20 +236,46 @@ export class TokenRecordStore {
   /** The live connection, reconnecting when the backoff allows; throws StoreUnavailableError meanwhile. */
   private connected(): Connection {
     if (this.closed) throw new StoreUnavailableError('The PKCS#11 store is closed');
+    if (this.connection !== undefined && this.stale) {
+      this.stale = false;
+      this.disconnect();
+    }
     if (this.connection !== undefined) return this.connection;
     const now = Date.now();
     if (now < this.nextAttemptAt) {
       throw new StoreUnavailableError(`The HSM is unavailable (${this.lastFailure}); next reconnection attempt in ${this.nextAttemptAt - now} ms`);
     }
     try {
-      this.connection = this.connect();
+      this.connection = this.connectPatiently();
     } catch (e) {
       this.noteFailure(e, now);
       throw new StoreUnavailableError(`The HSM is unavailable (${this.lastFailure})`, { cause: e });
     }
-    this.log('info', 'Reconnected to the HSM', { token: this.connection.session.tokenLabel, failedAttempts: this.failures });
+    if (this.failures > 0) this.log('info', 'Reconnected to the HSM', { token: this.connection.session.tokenLabel, failedAttempts: this.failures });
     this.failures = 0;
     return this.connection;
+  }
+
+  /**
+   * connect, tried a few times within a fraction of a second: SoftHSM2 fails C_Login or even shows
+   * no token for a moment while another process writes the token, which is no outage.
+   */
+  private connectPatiently(): Connection {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.connect();
+      } catch (e) {
+        if (attempt >= CONNECT_ATTEMPTS || ckrName(e instanceof ConfigError ? e.cause : e)?.startsWith('CKR_PIN_') === true) throw e;
+        // The engine thread has nothing else to do meanwhile: its requests are served one at a time.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, CONNECT_PAUSE_MS * attempt);
+      }
+    }
+  }
+
+  private disconnect(): void {
+    this.connection?.session.close();
+    this.connection = undefined;
+    this.nextAttemptAt = 0;
   }
 
   /** Schedules the next connection attempt after a failed one. */
@@ -235,22 +290,61 @@ export class TokenRecordStore {
     }
   }
 
-  /** Runs one operation; a PKCS#11 failure drops the connection and becomes a 503. */
+  /**
+   * SoftHSM2 2.6 keeps an index of the token's objects per process and rebuilds it at a find when
+   * the token's generation counter changed. But a process's own write sets its remembered counter to
+   * the value on disk plus one, swallowing a write another process made since this one's last find:
+   * that object stays invisible here until the module is re-initialised. So every EKM process on
+   * SoftHSM2 sets the write marker after its writes, and reconnects (a fresh index) when the marker
+   * shows that someone else wrote around its own write. Reconnecting after every write would do
+   * too, but costs a reload of every object (about 200 ms among 1,000 keys).
+   * The case left: another process sets the marker between this one's read and set just below, or
+   * more than FOREIGN_MARK_GRACE_MS after its write.
+   */
+  private markWritten(c: Connection): void {
+    if (c.marker === undefined) return;
+    this.lastOwnWriteAt = Date.now();
+    if (c.marker.read() !== this.lastMarker) this.stale = true;
+    this.lastMarker = c.marker.touch();
+  }
+
+  /**
+   * SoftHSM2: true when another process wrote and a write of ours may have hidden it (see
+   * markWritten). The other process sets the marker a moment after its own write, so a change seen
+   * up to FOREIGN_MARK_GRACE_MS after our last write counts.
+   */
+  private mayHaveMissedForeignWrite(c: Connection): boolean {
+    if (c.marker === undefined) return false;
+    const marker = c.marker.read();
+    const missed = marker !== this.lastMarker && Date.now() - this.lastOwnWriteAt < FOREIGN_MARK_GRACE_MS;
+    this.lastMarker = marker;
+    return missed;
+  }
+
+  /**
+   * Runs one operation. A PKCS#11 failure drops the connection; the operation is tried once more on
+   * a new one (a transient failure, e.g. SoftHSM2 under another process's write, is not an outage),
+   * and a second failure is a 503. Retrying an upsert is safe: it starts from what the token holds.
+   */
   private run<T>(op: (c: Connection) => T): T {
-    const c = this.connected();
-    try {
-      return op(c);
-    } catch (e) {
-      if (e instanceof EkmError) throw e;
-      const reason = describeFailure(e);
-      if (this.connection === c) {
-        this.connection = undefined;
-        this.nextAttemptAt = 0;
-        this.lastFailure = reason;
-        c.session.close();
-        this.log('warn', 'HSM operation failed; the connection was closed and the next request reconnects', { reason });
+    for (let attempt = 1; ; attempt++) {
+      let c = this.connected();
+      try {
+        if (this.mayHaveMissedForeignWrite(c)) {
+          this.disconnect();
+          c = this.connected();
+        }
+        return op(c);
+      } catch (e) {
+        if (e instanceof EkmError) throw e;
+        const reason = describeFailure(e);
+        if (this.connection === c) {
+          this.disconnect();
+          this.lastFailure = reason;
+          this.log('warn', 'HSM operation failed; the connection was closed and is reopened', { reason, attempt });
+        }
+        if (attempt > 1) throw new StoreUnavailableError(`The HSM failed (${reason})`, { cause: e });
       }
-      throw new StoreUnavailableError(`The HSM failed (${reason})`, { cause: e });
     }
   }
 

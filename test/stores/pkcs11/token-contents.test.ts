@@ -9,6 +9,7 @@ import { MemoryLogger } from '../../support/memory-logger.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
 import { makeKey } from '../store-conformance.js';
 
+const RECORDS = 'flowcrypt-ekm record v1';
 const token = createSoftHsmToken();
 useSoftHsmToken(token);
 const inspector = fileURLToPath(new URL('./inspect-token.js', import.meta.url));
@@ -34,7 +35,9 @@ describe('what the token holds', () => {
     await store.close();
 
     const objects = JSON.parse(inspect('list')) as SeenObject[];
-    const data = objects.filter((o) => o.class === pkcs11js.CKO_DATA);
+    const data = objects.filter((o) => o.class === pkcs11js.CKO_DATA && o.application === RECORDS);
+    // Besides the records, only the write marker (SoftHSM2; its label is a random value).
+    assert.deepEqual(objects.filter((o) => o.class === pkcs11js.CKO_DATA && o.application !== RECORDS).map((o) => o.application), ['flowcrypt-ekm write marker v1']);
     const secret = objects.filter((o) => o.class === pkcs11js.CKO_SECRET_KEY);
     assert.equal(data.length, 2);
     assert.equal(secret.length, 2);
@@ -57,7 +60,7 @@ describe('what the token holds', () => {
 
   it("a record moved onto another user's object is refused with 503, not served", async () => {
     const store = await openPkcs11Store({ type: 'Pkcs11Store', module: SOFTHSM2_MODULE, pin: token.userPin }, { logger: new MemoryLogger() });
-    const dataLabels = () => new Set((JSON.parse(inspect('list')) as SeenObject[]).filter((o) => o.class === pkcs11js.CKO_DATA).map((o) => o.label));
+    const dataLabels = () => new Set((JSON.parse(inspect('list')) as SeenObject[]).filter((o) => o.application === RECORDS).map((o) => o.label));
     const newLabel = (before: Set<string>) => [...dataLabels()].find((l) => !before.has(l))!;
     const victim = makeKey('victim@example.com');
     const thief = makeKey('thief@example.com');
