@@ -90,7 +90,7 @@ export class TokenRecordStore {
   static open(lib: pkcs11js.PKCS11, module: string, pin: string, log: EngineLog, tolerateOutage: boolean): TokenRecordStore {
     const store = new TokenRecordStore(lib, module, pin, log);
     try {
-      store.connection = store.connect();
+      store.connection = store.connectPatiently();
     } catch (e) {
       if (!tolerateOutage || !(e instanceof StoreUnavailableError)) throw e;
       store.noteFailure(e, Date.now());
