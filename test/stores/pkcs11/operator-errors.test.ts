@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -41,9 +41,14 @@ describe('Pkcs11Store operator errors', () => {
   });
 
   it('names a file that is not a shared library', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ekm-notlib-')), 'vendor-pkcs11.so');
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-notlib-'));
+    const file = join(dir, 'vendor-pkcs11.so');
     writeFileSync(file, 'not an ELF file\n');
-    await refused(config({ module: file, pin: 'secret-pin-2' }), /^store\.pkcs11\.module: .*vendor-pkcs11\.so is not a PKCS#11 library/);
+    try {
+      await refused(config({ module: file, pin: 'secret-pin-2' }), /^store\.pkcs11\.module: .*vendor-pkcs11\.so is not a PKCS#11 library/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names a shared library that is not a PKCS#11 module', async () => {
