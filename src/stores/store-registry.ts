@@ -1,7 +1,7 @@
 import type { StoreConfig } from '../config/config.js';
-import { ConfigError } from '../errors.js';
 import { openEncryptedDbStore } from './encrypted-db-store.js';
 import { openKmipStore } from './kmip-store.js';
+import { openPkcs11Store } from './pkcs11-store.js';
 import type { Store, StoreDependencies } from './store.js';
 
 type StoreFactory<T extends StoreConfig['type']> = (
@@ -9,14 +9,10 @@ type StoreFactory<T extends StoreConfig['type']> = (
   deps: StoreDependencies,
 ) => Promise<Store>;
 
-const notInThisBuild = (type: string) => async (): Promise<Store> => {
-  throw new ConfigError(`store.type=${type} is not available in this build`);
-};
-
 /** The config name of each store and the factory that opens it. Adding a store: one file, one line. */
 export const STORE_FACTORIES: { readonly [T in StoreConfig['type']]: StoreFactory<T> } = {
   EncryptedDbStore: openEncryptedDbStore,
-  Pkcs11Store: notInThisBuild('Pkcs11Store'),
+  Pkcs11Store: openPkcs11Store,
   KmipStore: openKmipStore,
 } as const;
 
