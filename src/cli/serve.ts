@@ -4,7 +4,7 @@ import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { runPrimary } from '../cluster/primary.js';
 import { runWorker } from '../cluster/worker.js';
-import { openStore } from '../stores/store-registry.js';
+import { openStore, startStoreHost } from '../stores/store-registry.js';
 import { loadKeystore, loadTruststore } from '../tls/pkcs12.js';
 
 /**
@@ -29,5 +29,10 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
     logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
   }
-  return runPrimary(config, logger);
+  const host = await startStoreHost(config.store, logger);
+  try {
+    return await runPrimary(config, logger);
+  } finally {
+    await host?.close();
+  }
 }
