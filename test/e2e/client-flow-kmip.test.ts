@@ -1,7 +1,5 @@
-import { openKmipStore } from '../../src/stores/kmip-store.js';
-import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
-import { runClientFlow } from './client-flow.js';
+import { runClientFlow, testStoreConnection } from './client-flow.js';
 
 let kmip: PykmipServer;
 
@@ -11,12 +9,8 @@ runClientFlow({
     kmip = await PykmipServer.start();
     return kmip.properties('openssl-legacy', 'openssl');
   },
-  // What `flowcrypt-ekm --test-store-connection` does on a new server: create the index key.
-  async prepare() {
-    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
-    await store.probe();
-    await store.close();
-  },
+  // On a new server, the operator's first --test-store-connection creates the index key.
+  prepare: testStoreConnection,
   async breakStore() {
     await kmip.stop();
     return () => kmip.start();

@@ -1,6 +1,6 @@
 import { renameSync } from 'node:fs';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken, type SoftHsmToken } from '../support/softhsm-token.js';
-import { runClientFlow } from './client-flow.js';
+import { runClientFlow, testStoreConnection } from './client-flow.js';
 
 let token: SoftHsmToken;
 
@@ -12,6 +12,7 @@ runClientFlow({
     useSoftHsmToken(token);
     return { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin };
   },
+  prepare: testStoreConnection,
   // The token vanishes, as an HSM that is unplugged or unreachable does.
   async breakStore() {
     renameSync(token.tokenDir, `${token.tokenDir}.away`);

@@ -3,7 +3,10 @@ import { createPublicKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, base64url } from 'jose';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { request, type Answer } from '../support/http-client.js';
 import { makePrivateKey, twoKeysInOneArmor } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
@@ -32,6 +35,26 @@ export interface StoreUnderTest {
   stop(): Promise<void>;
   /** Extra secrets the daemon must never print (PINs, keystore passwords). */
   readonly secrets?: () => string[];
+}
+
+/**
+ * Runs `flowcrypt-ekm --test-store-connection` on the store's settings, as an operator does before
+ * the first start, and checks it reports success and a round trip latency.
+ */
+export async function testStoreConnection(storeProperties: Record<string, string>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ekm-store-test-'));
+  const config = writeProperties(dir, {
+    'org.id': 'store-test.org',
+    'api.https.enabled': 'false',
+    ...storeProperties,
+    'auth.type': 'OpenIDConnectAuthenticator',
+    'auth.openid.issuer': 'https://accounts.google.com',
+    'auth.openid.audience': 'store-test',
+    'acl.type': 'SimpleAcl',
+  });
+  const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection']);
+  assert.equal(code, 0, output);
+  assert.match(output, /store session started successfully[\s\S]*round trip latency: [\d.]+ms[\s\S]*success/);
 }
 
 /**
