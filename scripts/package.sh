@@ -10,13 +10,14 @@
 #   EKM_DEB_VERSION  package version to build instead of package.json's (tests build an upgrade
 #                    with it; a changelog entry is added for it)
 #   EKM_DEB_COMPRESSION  dpkg-deb compression, "xz" (default, smallest) or "gzip" (faster)
+#   EKM_DEB_DIST     output folder instead of dist/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
 die() { echo "package: $*" >&2; exit 1; }
-for tool in dpkg-deb dpkg-shlibdeps fakeroot strip gzip; do
-  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dpkg-dev fakeroot binutils)"
+for tool in dpkg-deb dpkg-shlibdeps dpkg-parsechangelog strip gzip; do
+  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dpkg-dev binutils)"
 done
 
 node_bin=$(readlink -f "$(command -v node)")
@@ -81,16 +82,15 @@ chmod 0755 "$lib/bin/node"
 install -m 0755 debian/flowcrypt-ekm.sh "$root/usr/bin/flowcrypt-ekm"
 install -m 0644 systemd/flowcrypt-ekm.service "$root/lib/systemd/system/"
 install -m 0644 debian/flowcrypt-ekm.default "$root/etc/default/flowcrypt-ekm"
-install -m 0644 debian/flowcrypt-email-key-manager.properties "$root/usr/share/flowcrypt-ekm/"
+node build/scripts/package-config.js etc/flowcrypt-email-key-manager.properties \
+  "$root/usr/share/flowcrypt-ekm/flowcrypt-email-key-manager.properties"
 install -m 0644 debian/flowcrypt-ekm.lintian-overrides "$root/usr/share/lintian/overrides/flowcrypt-ekm"
 gzip -9n <debian/flowcrypt-ekm.1 >"$root/usr/share/man/man1/flowcrypt-ekm.1.gz"
 
 # Documentation.
 install -m 0644 debian/README.Debian "$doc/"
 [ -f README.md ] && install -m 0644 README.md "$doc/"
-if [ -f etc/flowcrypt-email-key-manager.properties ]; then
-  install -m 0644 etc/flowcrypt-email-key-manager.properties "$doc/examples/"
-fi
+install -m 0644 etc/flowcrypt-email-key-manager.properties "$doc/examples/"
 changelog=$stage/changelog
 if [ "$version" != "$upstream_version" ]; then
   {
@@ -126,10 +126,11 @@ install -m 0755 debian/postinst debian/prerm debian/postrm "$root/DEBIAN/"
 (cd "$root" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
 chmod 0644 "$root/DEBIAN/md5sums"
 
-mkdir -p dist
-deb=dist/flowcrypt-ekm_${version}_${arch}.deb
+dist=${EKM_DEB_DIST:-dist}
+mkdir -p "$dist"
+deb=$dist/flowcrypt-ekm_${version}_${arch}.deb
 # SOURCE_DATE_EPOCH: the same inputs give the same package.
 SOURCE_DATE_EPOCH=$(date -d "$(dpkg-parsechangelog -l "$changelog" -S Date)" +%s) \
   dpkg-deb --root-owner-group -Z"$compression" --build "$root" "$deb" >/dev/null
-cp "$deb" dist/ekm.deb
-echo "package: $deb ($(du -h "$deb" | cut -f1), installed $((installed_size / 1024)) MiB) and dist/ekm.deb"
+cp "$deb" "$dist/ekm.deb"
+echo "package: $deb ($(du -h "$deb" | cut -f1), installed $((installed_size / 1024)) MiB) and $dist/ekm.deb"
