@@ -50,6 +50,10 @@ install -d "$lib/bin" "$lib/build" "$doc/examples" "$root/usr/bin" "$root/usr/sh
 # files as ES modules and carries the version --version prints.
 cp -r build/src "$lib/build/src"
 find "$lib/build" -name '*.map' -delete
+# main.js is started by /usr/bin/flowcrypt-ekm and the unit with the bundled node, never through its
+# "#!/usr/bin/env node" line, which would pick the system's Node.js if it had one. The line becomes a
+# comment, so stack traces keep their line numbers.
+sed -i '1s|^#!.*|// Run by /usr/bin/flowcrypt-ekm with /usr/lib/flowcrypt-ekm/bin/node.|' "$lib/build/src/main.js"
 cp package.json "$lib/"
 
 # Production dependencies: pruned from the installed tree (no network, and the native addons stay

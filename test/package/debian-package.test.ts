@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as openpgp from 'openpgp';
@@ -73,7 +73,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     const deadline = Date.now() + deadlineMs;
     let last: RunResult | undefined;
     while (Date.now() < deadline) {
-      last = await container.exec(['curl', '-sS', '--max-time', '5', '-o', '/dev/stdout', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
+      last = await container.exec(['curl', '-sS', '--max-time', '5', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
       const status = Number(last.stdout.slice(last.stdout.lastIndexOf('\n') + 1));
       if (last.code === 0 && status === expectedStatus) return last.stdout.slice(0, last.stdout.lastIndexOf('\n'));
       await sleep(250);
@@ -107,7 +107,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     // lintian (about a minute) and the upgrade package are made while the container runs. lintian
     // refuses to run as root without complaint, so it runs as nobody.
     chmodSync(work, 0o755);
-    chmodSync(join(work, 'dist'), 0o755);
+    chmodSync(dirname(deb), 0o755);
     lintian = run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'lintian', '--fail-on', 'error,warning', deb], {
       env: { ...process.env, HOME: '/tmp' },
     });
@@ -174,7 +174,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
   step('puts flowcrypt-ekm on the PATH, running the bundled Node.js', async () => {
     assert.equal((await container.sh('flowcrypt-ekm --version')).trim(), `flowcrypt-ekm ${version}`);
     assert.match(await container.sh('flowcrypt-ekm --help'), /--test-store-connection/);
-    assert.equal((await container.exec(['sh', '-c', 'command -v node'])).code, 1, 'no node on the PATH of the base system');
+    assert.notEqual((await container.exec(['sh', '-c', 'command -v node'])).code, 0, 'no node on the PATH of the base system');
   });
 
   step('flowcrypt-ekm --test-store-connection succeeds with the installed configuration, run by root', async () => {
@@ -196,7 +196,8 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     const root = JSON.parse(await waitForHttp('/'));
     assert.equal(root.service, 'email-key-manager');
     const health = JSON.parse(await waitForHttp('/health'));
-    assert.deepEqual(health, { storeType: 'EncryptedDbStore', storeStatus: 'up' });
+    assert.equal(health.storeType, 'EncryptedDbStore');
+    assert.equal(health.storeStatus, 'up');
     assert.equal(await unitProperty('User'), 'flowcrypt-ekm');
     assert.equal(await unitProperty('NRestarts'), '0');
   });

@@ -14,8 +14,9 @@ suite=bookworm
 # What a stock Debian 12 server has that minbase lacks and the package or the test relies on:
 # systemd as PID 1, a system bus for systemctl, curl for the HTTP probes, and adduser, which the
 # package depends on (every stock Debian/Ubuntu install has it; including it here keeps `apt install
-# ./ekm.deb` offline).
-include=systemd,systemd-sysv,dbus,curl,ca-certificates,adduser
+# ./ekm.deb` offline), and man-db, which `systemd-analyze verify` uses to check the unit's
+# Documentation= man page.
+include=systemd,systemd-sysv,dbus,curl,ca-certificates,adduser,man-db
 cache_dir=${EKM_TEST_CACHE_DIR:-/var/cache/flowcrypt-ekm-test}
 arch=$(dpkg --print-architecture)
 # The name carries the inputs, so changing the include list builds a new cache instead of reusing a
@@ -64,6 +65,8 @@ if [ ! -s "$tarball" ]; then
   rm -rf "$work/root/var/cache/apt/archives/"*.deb "$work/root/var/lib/apt/lists/"*_Packages
   tar -C "$work/root" --numeric-owner --xattrs -cf "$work/rootfs.tar" .
   mv "$work/rootfs.tar" "$tarball"
+  # Caches of earlier include lists are never used again.
+  find "$cache_dir" -maxdepth 1 -name "$suite-$arch-minbase-*.tar" ! -path "$tarball" -delete
   echo "rootfs.sh: built in $((SECONDS - start)) s" >&2
 fi
 echo "$tarball"
