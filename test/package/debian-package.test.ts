@@ -85,7 +85,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
   const unitProperty = async (name: string): Promise<string> =>
     (await container.sh(`systemctl show -P ${name} ${UNIT}`)).trim();
 
-  const api = async (method: 'GET' | 'PUT', path: string, token: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const api = async (method: 'GET' | 'PUT', path: string, token: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
     // The container shares the host's network: its 127.0.0.1 is ours.
     const response = await fetch(`http://127.0.0.1:${port}${path}`, {
       method,
@@ -222,8 +222,9 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
   const assertKeyServed = async () => {
     const got = await api('GET', '/v1/keys/private', await token());
     assert.equal(got.status, 200, JSON.stringify(got.json));
-    assert.equal(got.json.privateKeys.length, 1);
-    const key = await openpgp.readPrivateKey({ armoredKey: got.json.privateKeys[0].decryptedPrivateKey });
+    const { privateKeys } = got.json as { privateKeys: Array<{ decryptedPrivateKey: string }> };
+    assert.equal(privateKeys.length, 1);
+    const key = await openpgp.readPrivateKey({ armoredKey: privateKeys[0]!.decryptedPrivateKey });
     assert.equal(key.getFingerprint(), fingerprint);
   };
 
