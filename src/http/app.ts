@@ -14,6 +14,7 @@ import { errorMiddleware } from './error-middleware.js';
 import { privateKeyRoutes } from './routes/private-key-routes.js';
 import { publicKeyRoutes } from './routes/public-key-routes.js';
 import { serviceRoutes } from './routes/service-routes.js';
+import { WKD_PATH, wkdRoutes } from './routes/wkd-routes.js';
 
 export interface AppParts {
   readonly config: Config;
@@ -41,6 +42,8 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   app.use(
     cors({
       origin: (ctx) => {
+        // The Web Key Directory is public: any origin may read it (and preflight it).
+        if (WKD_PATH.test(ctx.path)) return '*';
         const origin = ctx.get('Origin');
         return config.api.corsOrigins === undefined || config.api.corsOrigins.includes(origin) ? origin : '';
       },
@@ -59,6 +62,7 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   serviceRoutes(router, config, store);
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);
+  wkdRoutes(router, config, store);
   app.use(async (ctx, next) => {
     await next();
     if (ctx.status === 404 && ctx.body === undefined) throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
