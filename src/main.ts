@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArguments, USAGE, UsageError } from './cli/arguments.js';
+import { exportKeys } from './cli/export-keys.js';
+import { importKeys } from './cli/import-keys.js';
 import { serve } from './cli/serve.js';
 import { testStoreConnection } from './cli/test-store-connection.js';
 import { loadConfig, resolveConfigFile } from './config/load-config.js';
@@ -29,8 +31,9 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'test-store-connection':
       return testStoreConnection(config, logger);
     case 'export':
+      return exportKeys(config, logger, args.file!, args.passphraseFile);
     case 'import':
-      throw new UsageError(`--${args.command} is not available in this build`);
+      return importKeys(config, logger, args.file!, args.passphraseFile);
   }
 }
 

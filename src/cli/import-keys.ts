@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { resolve } from 'node:path';
+import type { Config } from '../config/config.js';
+import { FingerprintConflictError, KeyRejectedError } from '../errors.js';
+import { validatePrivateKey } from '../keys/private-key-policy.js';
+import type { Logger } from '../logging/logger.js';
+import { openStore } from '../stores/store-registry.js';
+import type { UpsertResult } from '../stores/store.js';
+import { describeFailure, type CommandOutput } from './export-keys.js';
+import { ExportFileError, parseExport, readPassphraseFile, type ExportedKey } from './key-export-format.js';
+import { Progress } from './progress.js';
+
+const PROCESS_OUTPUT: CommandOutput = { out: process.stdout, err: process.stderr };
+
+/** What an import did with each key of the file. */
+export interface ImportReport {
+  readonly added: string[];
+  readonly updated: string[];
+  readonly unchanged: string[];
+  readonly refused: { readonly key: number; readonly email: string; readonly fingerprint: string; readonly reason: string }[];
+}
+
+/**
+ * `--import=<file>`: reads a file written by `--export` (encrypted or not), validates every key as
+ * PUT does (the same policy, the owner's email in a user id, the owner in `org.domains`, a claimed
+ * fingerprint and public key that match), and upserts it by fingerprint. Idempotent: a second run
+ * reports every key unchanged. Works whatever `api.keys.provisioning` says: in the admin mode this
+ * is how keys get in. Prints each refusal with its reason and a summary line; resolves with 0 when
+ * every key is in the store, 1 when any was refused or the import stopped.
+ */
+export async function importKeys(config: Config, logger: Logger, file: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
+  const path = resolve(file);
+  const audit = { audit: 'keys.import', operator: userInfo().username, file: path };
+  let keys: readonly ExportedKey[];
+  try {
+    const passphrase = passphraseFile === undefined ? undefined : readPassphraseFile(passphraseFile);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (e) {
+      throw new ExportFileError(`Cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? 'unknown error'}`);
+    }
+    const { doc, encrypted } = parseExport(bytes, passphrase);
+    if (!encrypted && passphrase !== undefined) io.err.write(`flowcrypt-ekm: ${path} is not encrypted; the passphrase was not needed\n`);
+    keys = doc.keys;
+  } catch (e) {
+    if (!(e instanceof ExportFileError)) throw e;
+    io.err.write(`flowcrypt-ekm: import failed: ${e.message}\n`);
+    return 1;
+  }
+
+  const report: ImportReport = { added: [], updated: [], unchanged: [], refused: [] };
+  const progress = new Progress(io.err);
+  const summary = () =>
+    `${keys.length} key${keys.length === 1 ? '' : 's'} in ${path}: ${report.added.length} added, ${report.updated.length} updated, ` +
+    `${report.unchanged.length} unchanged, ${report.refused.length} refused`;
+  const store = await openStore(config.store, { logger });
+  try {
+    for (const [i, entry] of keys.entries()) {
+      progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
+      const email = entry.email.trim().toLowerCase();
+      const refuse = (reason: string) => {
+        report.refused.push({ key: i + 1, email, fingerprint: entry.fingerprint ?? '', reason });
+        progress.clear();
+        io.out.write(`refused: key #${i + 1} ${email} ${entry.fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
+      };
+      const domainRefusal = checkOwner(email, config.org.domains);
+      if (domainRefusal !== undefined) {
+        refuse(domainRefusal);
+        continue;
+      }
+      let result: UpsertResult;
+      let fingerprint: string;
+      try {
+        const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey });
+        fingerprint = key.fingerprint;
+        result = await store.upsert(key);
+      } catch (e) {
+        if (e instanceof KeyRejectedError) {
+          refuse(`${e.message}${e.details ? ` (${e.details})` : ''}`);
+          continue;
+        }
+        if (e instanceof FingerprintConflictError) {
+          refuse('this fingerprint is already stored for another user');
+          continue;
+        }
+        throw e;
+      }
+      report[result].push(fingerprint);
+    }
+  } catch (e) {
+    progress.clear();
+    const reason = describeFailure(e);
+    logger.info('keys.import', { ...audit, ...auditFields(report), result: 'stopped', reason: reason ?? 'unexpected error' });
+    if (reason === undefined) throw e;
+    io.out.write(`Import stopped: ${summary()}\n`);
+    io.err.write(`flowcrypt-ekm: import stopped: ${reason}. Keys already imported stay; run the import again when the store is back.\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+  progress.clear();
+  logger.info('keys.import', { ...audit, ...auditFields(report), result: 'ok' });
+  io.out.write(`Imported ${summary()}\n`);
+  return report.refused.length === 0 ? 0 : 1;
+}
+
+/** Why an owner cannot have keys here (what PUT answers 400 or 403 for), or undefined. */
+function checkOwner(email: string, domains: readonly string[] | undefined): string | undefined {
+  if (!/^[^\s@/]+@[^\s@/]+$/.test(email) || email.length > 320) return 'the email is not an email address';
+  const domain = email.slice(email.lastIndexOf('@') + 1);
+  if (domains !== undefined && !domains.map((d) => d.toLowerCase()).includes(domain)) {
+    return `${domain} is not one of the domains this key manager serves (org.domains)`;
+  }
+  return undefined;
+}
+
+function auditFields(report: ImportReport) {
+  return {
+    added: report.added,
+    updated: report.updated,
+    unchanged: report.unchanged,
+    refused: report.refused.map((r) => `${r.email} ${r.fingerprint}`.trim()),
+  };
+}
