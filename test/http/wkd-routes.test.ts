@@ -76,7 +76,7 @@ describe('Web Key Directory', () => {
   let dir: string;
   let store: Store;
   let ekm: Awaited<ReturnType<typeof serve>>;
-  const fingerprints: Record<string, string[]> = { alice: [], bob: [], collide: [] };
+  const fingerprints: Record<string, string[]> = { alice: [], bob: [], collide: [], dan: [] };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ekm-wkd-'));
@@ -92,6 +92,7 @@ describe('Web Key Directory', () => {
     await put('bob', 'bob@b.test', await generate([{ name: 'Bob', email: 'Bob@B.test' }]));
     // The same local part in another served domain: a different person.
     await put('collide', 'alice@b.test', await generate(['alice@b.test']));
+    await put('dan', 'dan+tag@a.test', await generate(['dan+tag@a.test']));
     await store.upsert((await validatePrivateKey(await generate(['carol@outside.test']), 'carol@outside.test')));
     ekm = await serve(configText(join(dir, 'db'), 'org.domains=a.test,B.test'), store);
   });
@@ -129,6 +130,14 @@ describe('Web Key Directory', () => {
     const res = await ekm.request(hu('Bob', 'b.test'));
     assert.equal(res.status, 200);
     assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['bob']);
+  });
+
+  it("takes a + in l literally, escaped (as GnuPG sends it) or not", async () => {
+    for (const l of ['dan%2Btag', 'dan+tag']) {
+      const res = await ekm.request(`/.well-known/openpgpkey/a.test/hu/${wkdHash('dan+tag')}?l=${l}`);
+      assert.equal(res.status, 200, l);
+      assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['dan'], l);
+    }
   });
 
   it('answers HEAD, which the draft requires', async () => {

@@ -55,8 +55,8 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
     const domain = requireServed(domainOf(ctx));
     const hash = ctx.params['hash'] ?? '';
     if (!WKD_HASH_PATTERN.test(hash)) throw new NotFoundError('Not a Web Key Directory hash', 'Expected 32 z-base-32 characters');
-    const local = ctx.query['l'];
-    if (typeof local !== 'string' || local === '') {
+    const local = localPartParameter(ctx.querystring);
+    if (local === undefined || local === '') {
       throw new NotFoundError('No key found', 'This directory needs the local part in the l query parameter');
     }
     if (!/^[^\s@/]{1,64}$/.test(local) || !isWkdHashOf(hash, local)) {
@@ -86,4 +86,18 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
   router.get('/.well-known/openpgpkey/policy', policy(directDomain));
   router.get('/.well-known/openpgpkey/:domain/hu/:hash', keys(pathDomain));
   router.get('/.well-known/openpgpkey/:domain/policy', policy(pathDomain));
+}
+
+/**
+ * The `l` query parameter, percent-decoded only: a `+` stays a `+` (local parts such as
+ * `user+tag` are common and some clients do not escape it; form decoding would make it a space).
+ */
+function localPartParameter(querystring: string): string | undefined {
+  const m = /(?:^|&)l=([^&]*)/.exec(querystring);
+  if (m === null) return undefined;
+  try {
+    return decodeURIComponent(m[1]!);
+  } catch {
+    return undefined;
+  }
 }
