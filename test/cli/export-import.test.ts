@@ -25,12 +25,20 @@ const COMMON = {
   'acl.type': 'SimpleAcl',
 } as const;
 
+/** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */
+interface TargetStore {
+  readonly name: string;
+  setup(dir: string): Promise<{ properties: Record<string, string>; cleanup?: () => Promise<void> }>;
+}
+
+const encryptedDbStore = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'target store passphrase' });
+
 /**
- * Stores an export is imported into, each on a fresh backend in `dir`. Another store type joins
- * the round trip with one line here (its properties, and whatever it needs started).
+ * Stores an export is imported into. Another store type joins the round trip with one line here
+ * (starting its server or token in `setup`, e.g. with the helpers in test/support/).
  */
-const TARGET_STORES: readonly { readonly name: string; readonly properties: (dir: string) => Record<string, string> }[] = [
-  { name: 'EncryptedDbStore', properties: (dir) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'target store passphrase' }) },
+const TARGET_STORES: readonly TargetStore[] = [
+  { name: 'EncryptedDbStore', setup: async (dir) => ({ properties: encryptedDbStore(dir) }) },
 ];
 
 const SOURCE_STORE = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'source store passphrase' });
@@ -105,7 +113,8 @@ describe('--export and --import', () => {
     const expected = await contents(source);
     for (const target of TARGET_STORES) {
       const dir = join(root, `target-${target.name}`);
-      const config = newConfig(root, `target-${target.name}`, target.properties(dir));
+      const { properties, cleanup } = await target.setup(dir);
+      const config = newConfig(root, `target-${target.name}`, properties);
       const first = await runEkm([`--config=${config}`, `--import=${file}`]);
       assert.equal(first.code, 0, first.output);
       assert.match(first.output, /Imported 4 keys in .*: 4 added, 0 updated, 0 unchanged, 0 refused/);
@@ -114,6 +123,7 @@ describe('--export and --import', () => {
       assert.equal(second.code, 0, second.output);
       assert.match(second.output, /Imported 4 keys in .*: 0 added, 0 updated, 4 unchanged, 0 refused/);
       assert.deepEqual(await contents(config), expected, `${target.name} after a second import`);
+      await cleanup?.();
     }
   });
 
@@ -126,7 +136,7 @@ describe('--export and --import', () => {
     assert.equal(JSON.parse(text).format, 'flowcrypt-ekm-keys-encrypted');
     for (const needle of ['PRIVATE KEY', 'alice', 'a.test', 'correct horse']) assert.equal(text.includes(needle), false, needle);
 
-    const target = newConfig(root, 'encrypted-target', TARGET_STORES[0]!.properties(join(root, 'encrypted-target')));
+    const target = newConfig(root, 'encrypted-target', encryptedDbStore(join(root, 'encrypted-target')));
     const none = await runEkm([`--config=${target}`, `--import=${file}`]);
     assert.equal(none.code, 1);
     assert.match(none.output, /encrypted: give its passphrase with --import-passphrase-file/);
@@ -195,7 +205,7 @@ describe('--export and --import', () => {
         { email: 'gina@b.test', privateKey: shared.armored },
       ],
     }));
-    const target = newConfig(root, 'mixed-target', TARGET_STORES[0]!.properties(join(root, 'mixed-target')));
+    const target = newConfig(root, 'mixed-target', encryptedDbStore(join(root, 'mixed-target')));
     const run = await runEkm([`--config=${target}`, `--import=${file}`]);
     assert.equal(run.code, 1, 'refusals make the exit code 1');
     assert.match(run.output, /Imported 9 keys in .*: 2 added, 0 updated, 0 unchanged, 7 refused/);
@@ -214,7 +224,7 @@ describe('--export and --import', () => {
   it('shows progress on a terminal, and only the summary elsewhere', async () => {
     const file = join(root, 'progress.json');
     assert.equal((await runEkm([`--config=${source}`, `--export=${file}`])).code, 0);
-    const target = newConfig(root, 'progress-target', TARGET_STORES[0]!.properties(join(root, 'progress-target')));
+    const target = newConfig(root, 'progress-target', encryptedDbStore(join(root, 'progress-target')));
     const config = parseConfig(readFileSync(target, 'utf8'), target);
     const capture = (isTTY: boolean) => {
       let text = '';
@@ -252,7 +262,7 @@ describe('--export and --import', () => {
       const dir = join(root, 'admin');
       const properties = {
         ...COMMON,
-        ...TARGET_STORES[0]!.properties(dir),
+        ...encryptedDbStore(dir),
         'api.keys.provisioning': 'admin',
         'auth.openid.issuer': idp.issuer,
         'auth.openid.jwks': idp.jwksUri,
