@@ -2,19 +2,11 @@ import { closeSync, fchmodSync, fsyncSync, openSync, unlinkSync, writeSync } fro
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
-import { EkmError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
+import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
 import { ExportFileError, exportedKey, FORMAT_VERSION, PLAIN_FORMAT, readPassphraseFile, serializeExport, type ExportedKey } from './key-export-format.js';
 import { Progress } from './progress.js';
-
-/** Where a command writes: the report on `out`, warnings and the progress display on `err`. */
-export interface CommandOutput {
-  readonly out: NodeJS.WritableStream;
-  readonly err: NodeJS.WritableStream & { isTTY?: boolean };
-}
-
-const PROCESS_OUTPUT: CommandOutput = { out: process.stdout, err: process.stderr };
 
 /**
  * `--export=<file>`: writes every stored key to a new file (mode 0600; an existing file is never
@@ -73,13 +65,6 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
   logger.info('keys.export', { ...audit, result: 'ok', keys: keys.length, users, fingerprints: keys.map((k) => k.fingerprint ?? '') });
   io.out.write(`Exported ${keys.length} key${keys.length === 1 ? '' : 's'} of ${users} user${users === 1 ? '' : 's'} from ${config.store.type} to ${path}${passphrase === undefined ? ' (not encrypted)' : ' (encrypted)'}\n`);
   return 0;
-}
-
-/** An outage or I/O failure in one line; undefined for anything else (a bug, a ConfigError), which is rethrown. */
-export function describeFailure(e: unknown): string | undefined {
-  if (e instanceof EkmError) return `${e.message}${e.details ? ` (${e.details})` : ''}`;
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && /^E[A-Z]+$/.test(code) ? `I/O error ${code}` : undefined;
 }
 
 /** O_CREAT|O_EXCL: refuses an existing file or symlink, so nothing is overwritten or redirected. */

@@ -7,11 +7,9 @@ import { validatePrivateKey } from '../keys/private-key-policy.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import type { UpsertResult } from '../stores/store.js';
-import { describeFailure, type CommandOutput } from './export-keys.js';
+import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
 import { ExportFileError, parseExport, readPassphraseFile, type ExportedKey } from './key-export-format.js';
 import { Progress } from './progress.js';
-
-const PROCESS_OUTPUT: CommandOutput = { out: process.stdout, err: process.stderr };
 
 /** What an import did with each key of the file. */
 export interface ImportReport {
