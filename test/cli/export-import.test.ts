@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { exportKeys } from '../../src/cli/export-keys.js';
 import { importKeys } from '../../src/cli/import-keys.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
@@ -132,6 +133,7 @@ describe('--export and --import', () => {
     const exported = await runEkm([`--config=${source}`, `--export=${file}`, `--export-passphrase-file=${passphraseFile()}`]);
     assert.equal(exported.code, 0, exported.output);
     assert.match(exported.output, /\(encrypted\)/);
+    assert.equal(exported.output.includes('correct horse'), false, 'the passphrase is never printed or logged');
     const text = readFileSync(file, 'utf8');
     assert.equal(JSON.parse(text).format, 'flowcrypt-ekm-keys-encrypted');
     for (const needle of ['PRIVATE KEY', 'alice', 'a.test', 'correct horse']) assert.equal(text.includes(needle), false, needle);
@@ -231,6 +233,11 @@ describe('--export and --import', () => {
       const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => ((text += String(chunk)), cb()) }), { isTTY });
       return { stream, text: () => text };
     };
+    const exportTty = { out: capture(true), err: capture(true) };
+    const exportedFile = join(root, 'progress-export.json');
+    assert.equal(await exportKeys(parseConfig(readFileSync(source, 'utf8'), source), new MemoryLogger(), exportedFile, undefined, { out: exportTty.out.stream, err: exportTty.err.stream }), 0);
+    assert.match(exportTty.err.text(), /\r\x1b\[2KExporting keys: 4/);
+    assert.match(exportTty.out.text(), /^Exported 4 keys/);
     const tty = { out: capture(true), err: capture(true) };
     assert.equal(await importKeys(config, new MemoryLogger(), file, undefined, { out: tty.out.stream, err: tty.err.stream }), 0);
     assert.match(tty.err.text(), /\r\x1b\[2KImporting 0\/4 \(0%\)/);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
 import { parseConfig } from '../../src/config/load-config.js';
+import { StoreUnavailableError } from '../../src/errors.js';
 import { createApp } from '../../src/http/app.js';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
@@ -201,7 +202,18 @@ describe('Web Key Directory', () => {
   });
 
   it('answers 503, not 404, when the store cannot be read', async () => {
-    const broken: Store = { ...store, type: 'Broken', listByEmail: async () => { throw new (await import('../../src/errors.js')).StoreUnavailableError('test outage'); } };
+    const outage = async (): Promise<never> => {
+      throw new StoreUnavailableError('test outage');
+    };
+    const broken: Store = {
+      type: 'Broken',
+      probe: outage,
+      listByEmail: outage,
+      upsert: outage,
+      delete: outage,
+      all: () => ({ [Symbol.asyncIterator]: () => ({ next: outage }) }),
+      close: async () => {},
+    };
     const down = await serve(configText(join(dir, 'db'), 'org.domains=a.test'), broken);
     try {
       assert.equal((await down.request(hu('alice', 'a.test'))).status, 503);
