@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { exportKeys } from '../../src/cli/export-keys.js';
 import { importKeys } from '../../src/cli/import-keys.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
+import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 import { openStore } from '../../src/stores/store-registry.js';
 import type { StoredKey } from '../../src/stores/store.js';
 import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
@@ -246,6 +248,43 @@ describe('--export and --import', () => {
     assert.equal(await importKeys(config, new MemoryLogger(), file, undefined, { out: pipe.out.stream, err: pipe.err.stream }), 0);
     assert.equal(pipe.err.text(), '');
     assert.match(pipe.out.text(), /^Imported 4 keys in .*: 0 added, 0 updated, 4 unchanged, 0 refused\n$/);
+  });
+
+  it('stops on a store outage, says so, and completes when run again', async () => {
+    const file = join(root, 'outage.json');
+    assert.equal((await runEkm([`--config=${source}`, `--export=${file}`])).code, 0);
+    const dir = join(root, 'outage-target');
+    const target = newConfig(root, 'outage-target', encryptedDbStore(dir));
+    const config = parseConfig(readFileSync(target, 'utf8'), target);
+    await (await openStore(config.store, { logger: new MemoryLogger() })).close();
+    // Another process holding the write lock, taken as the import starts (its first progress draw).
+    const locker = new Database(join(dir, 'db', DB_FILE_NAME));
+    let out = '';
+    let err = '';
+    const io = {
+      out: new Writable({ write: (chunk, _e, cb) => ((out += String(chunk)), cb()) }),
+      err: Object.assign(
+        new Writable({
+          write: (chunk, _e, cb) => {
+            if (!locker.inTransaction) locker.prepare('BEGIN EXCLUSIVE').run();
+            err += String(chunk);
+            cb();
+          },
+        }),
+        { isTTY: true },
+      ),
+    };
+    try {
+      assert.equal(await importKeys(config, new MemoryLogger(), file, undefined, io), 1);
+    } finally {
+      if (locker.inTransaction) locker.prepare('ROLLBACK').run();
+      locker.close();
+    }
+    assert.match(out, /^Import stopped: 4 keys in .*: 0 added, 0 updated, 0 unchanged, 0 refused$/m);
+    assert.match(err, /import stopped: Key store is unavailable .*run the import again when the store is back/);
+    const again = await runEkm([`--config=${target}`, `--import=${file}`]);
+    assert.equal(again.code, 0, again.output);
+    assert.deepEqual(await contents(target), await contents(source));
   });
 
   describe('in the admin-provisioned mode', () => {
