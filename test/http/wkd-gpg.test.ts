@@ -17,8 +17,9 @@ import { TestPki } from '../support/test-pki.js';
  * GnuPG as a real WKD client against the real daemon. GnuPG fetches
  * `https://openpgpkey.<domain>/.well-known/openpgpkey/<domain>/hu/...` (advanced method) when that
  * host resolves, else `https://<domain>/.well-known/openpgpkey/hu/...` (direct method), always on
- * port 443, verifying the certificate against the system CA bundle only: dirmngr's `hkp-cacert`
- * is for keyservers and is not used for WKD (GnuPG 2.2, dirmngr/ks-engine-http.c). So the test
+ * port 443, verifying the certificate against the system CA bundle only (GnuPG 2.2.40: with
+ * dirmngr's `hkp-cacert` set to the test CA, WKD still fails "the certificate issuer is unknown";
+ * that option is for keyservers). So the test
  * - serves the EKM on 127.0.0.1:443 (as root) with a certificate from a throwaway CA,
  * - makes the test domains resolve to 127.0.0.1 and the CA trusted, for gpg's dirmngr only: in a
  *   private mount namespace (`unshare --mount`) where a copy of /etc/hosts and of
