@@ -114,6 +114,7 @@ describe('Web Key Directory with GnuPG as the client', { timeout: 180_000 }, () 
     ekm = await EkmDaemon.start({
       dir,
       scheme: 'https',
+      ca: pki.caCertPem,
       properties: {
         'org.id': 'wkd-gpg.test',
         'org.domains': `${ADVANCED},${DIRECT}`,
