@@ -2,6 +2,7 @@ import { closeSync, fchmodSync, fsyncSync, openSync, unlinkSync, writeSync } fro
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
+import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
@@ -11,12 +12,12 @@ import { Progress } from './progress.js';
 /**
  * `--export=<file>`: writes every stored key to a new file (mode 0600; an existing file is never
  * overwritten), optionally encrypted to the passphrase in `passphraseFile`. The file is the one
- * place decrypted keys leave the store, by the operator's request; one audit entry records it.
+ * place decrypted keys leave the store, by the operator's request; an audit entry per user records it.
  * Resolves with the exit code.
  */
 export async function exportKeys(config: Config, logger: Logger, file: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
   const path = resolve(file);
-  const audit = { audit: 'keys.export', operator: userInfo().username, file: path, encrypted: passphraseFile !== undefined };
+  const auditLog = logger.child({ operator: userInfo().username, file: path, encrypted: passphraseFile !== undefined });
   let fd: number;
   let passphrase: string | undefined;
   try {
@@ -55,14 +56,19 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
     closeSync(fd);
     unlinkSync(path);
     const reason = describeFailure(e);
-    logger.info('keys.export', { ...audit, result: 'failed', reason: reason ?? 'unexpected error' });
+    audit(auditLog, { event: 'private-key.export', email: undefined, fingerprints: [], clientAddress: undefined, userAgent: undefined, status: 0, code: 'ERR_EXPORT_FAILED' });
     if (reason === undefined) throw e;
     io.err.write(`flowcrypt-ekm: export failed, ${path} removed: ${reason}\n`);
     return 1;
   }
   progress.clear();
-  const users = new Set(keys.map((k) => k.email)).size;
-  logger.info('keys.export', { ...audit, result: 'ok', keys: keys.length, users, fingerprints: keys.map((k) => k.fingerprint ?? '') });
+  // One audit entry per user whose keys are now in the file.
+  const byUser = new Map<string, string[]>();
+  for (const key of keys) byUser.set(key.email, [...(byUser.get(key.email) ?? []), key.fingerprint ?? '']);
+  for (const [email, fingerprints] of byUser) {
+    audit(auditLog, { event: 'private-key.export', email, fingerprints, clientAddress: undefined, userAgent: undefined, status: 200 });
+  }
+  const users = byUser.size;
   io.out.write(`Exported ${keys.length} key${keys.length === 1 ? '' : 's'} of ${users} user${users === 1 ? '' : 's'} from ${config.store.type} to ${path}${passphrase === undefined ? ' (not encrypted)' : ' (encrypted)'}\n`);
   return 0;
 }

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyRejectedError } from '../errors.js';
 import { validatePrivateKey } from '../keys/private-key-policy.js';
+import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import type { UpsertResult } from '../stores/store.js';
@@ -29,7 +30,7 @@ export interface ImportReport {
  */
 export async function importKeys(config: Config, logger: Logger, file: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
   const path = resolve(file);
-  const audit = { audit: 'keys.import', operator: userInfo().username, file: path };
+  const auditLog = logger.child({ operator: userInfo().username, file: path });
   let keys: readonly ExportedKey[];
   try {
     const passphrase = passphraseFile === undefined ? undefined : readPassphraseFile(passphraseFile);
@@ -58,14 +59,16 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
       const email = entry.email.trim().toLowerCase();
-      const refuse = (reason: string) => {
+      const record = { event: 'private-key.import', email, clientAddress: undefined, userAgent: undefined } as const;
+      const refuse = (reason: string, status: number, code: string) => {
         report.refused.push({ key: i + 1, email, fingerprint: entry.fingerprint ?? '', reason });
         progress.clear();
+        audit(auditLog, { ...record, fingerprints: entry.fingerprint === undefined ? [] : [entry.fingerprint], status, code });
         io.out.write(`refused: key #${i + 1} ${email} ${entry.fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
       };
-      const domainRefusal = checkOwner(email, config.org.domains);
-      if (domainRefusal !== undefined) {
-        refuse(domainRefusal);
+      const ownerRefusal = checkOwner(email, config.org.domains);
+      if (ownerRefusal !== undefined) {
+        refuse(ownerRefusal.reason, ownerRefusal.status, ownerRefusal.code);
         continue;
       }
       let result: UpsertResult;
@@ -76,21 +79,23 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
         result = await store.upsert(key);
       } catch (e) {
         if (e instanceof KeyRejectedError) {
-          refuse(`${e.message}${e.details ? ` (${e.details})` : ''}`);
+          refuse(`${e.message}${e.details ? ` (${e.details})` : ''}`, e.status, e.code);
           continue;
         }
         if (e instanceof FingerprintConflictError) {
-          refuse('this fingerprint is already stored for another user');
+          refuse('this fingerprint is already stored for another user', e.status, e.code);
           continue;
         }
         throw e;
       }
       report[result].push(fingerprint);
+      progress.clear();
+      audit(auditLog, { ...record, fingerprints: [fingerprint], status: 200, change: result });
     }
   } catch (e) {
     progress.clear();
     const reason = describeFailure(e);
-    logger.info('keys.import', { ...audit, ...auditFields(report), result: 'stopped', reason: reason ?? 'unexpected error' });
+    logger.error('Import stopped', { file: path, ...counts(report), reason: reason ?? 'unexpected error' });
     if (reason === undefined) throw e;
     io.out.write(`Import stopped: ${summary()}\n`);
     io.err.write(`flowcrypt-ekm: import stopped: ${reason}. Keys already imported stay; run the import again when the store is back.\n`);
@@ -99,26 +104,21 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     await store.close();
   }
   progress.clear();
-  logger.info('keys.import', { ...audit, ...auditFields(report), result: 'ok' });
+  logger.info('Import finished', { file: path, ...counts(report) });
   io.out.write(`Imported ${summary()}\n`);
   return report.refused.length === 0 ? 0 : 1;
 }
 
-/** Why an owner cannot have keys here (what PUT answers 400 or 403 for), or undefined. */
-function checkOwner(email: string, domains: readonly string[] | undefined): string | undefined {
-  if (!/^[^\s@/]+@[^\s@/]+$/.test(email) || email.length > 320) return 'the email is not an email address';
+/** Why an owner cannot have keys here, with what PUT would answer (400, or 403 from SimpleAcl); undefined when they can. */
+function checkOwner(email: string, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
+  if (!/^[^\s@/]+@[^\s@/]+$/.test(email) || email.length > 320) return { reason: 'the email is not an email address', status: 400, code: 'ERR_BAD_REQUEST' };
   const domain = email.slice(email.lastIndexOf('@') + 1);
   if (domains !== undefined && !domains.map((d) => d.toLowerCase()).includes(domain)) {
-    return `${domain} is not one of the domains this key manager serves (org.domains)`;
+    return { reason: `${domain} is not one of the domains this key manager serves (org.domains)`, status: 403, code: 'ERR_FORBIDDEN' };
   }
   return undefined;
 }
 
-function auditFields(report: ImportReport) {
-  return {
-    added: report.added,
-    updated: report.updated,
-    unchanged: report.unchanged,
-    refused: report.refused.map((r) => `${r.email} ${r.fingerprint}`.trim()),
-  };
+function counts(report: ImportReport) {
+  return { added: report.added.length, updated: report.updated.length, unchanged: report.unchanged.length, refused: report.refused.length };
 }

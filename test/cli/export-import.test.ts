@@ -237,11 +237,24 @@ describe('--export and --import', () => {
     };
     const exportTty = { out: capture(true), err: capture(true) };
     const exportedFile = join(root, 'progress-export.json');
-    assert.equal(await exportKeys(parseConfig(readFileSync(source, 'utf8'), source), new MemoryLogger(), exportedFile, undefined, { out: exportTty.out.stream, err: exportTty.err.stream }), 0);
+    const exportLog = new MemoryLogger();
+    assert.equal(await exportKeys(parseConfig(readFileSync(source, 'utf8'), source), exportLog, exportedFile, undefined, { out: exportTty.out.stream, err: exportTty.err.stream }), 0);
     assert.match(exportTty.err.text(), /\r\x1b\[2KExporting keys: 4/);
     assert.match(exportTty.out.text(), /^Exported 4 keys/);
     const tty = { out: capture(true), err: capture(true) };
-    assert.equal(await importKeys(config, new MemoryLogger(), file, undefined, { out: tty.out.stream, err: tty.err.stream }), 0);
+    const importLog = new MemoryLogger();
+    assert.equal(await importKeys(config, importLog, file, undefined, { out: tty.out.stream, err: tty.err.stream }), 0);
+
+    // The audit trail: one export entry per user, one import entry per key, and no key material.
+    const entries = (log: MemoryLogger, event: string) => log.entries.filter((e) => e.fields['audit'] === event).map((e) => e.fields);
+    const exported = entries(exportLog, 'private-key.export');
+    assert.deepEqual(exported.map((f) => f['email']).sort(), ['alice@a.test', 'bob@b.test', 'carol@a.test']);
+    assert.equal((exported.find((f) => f['email'] === 'alice@a.test')?.['fingerprints'] as readonly string[] | undefined)?.length, 2);
+    const imported = entries(importLog, 'private-key.import');
+    assert.equal(imported.length, 4);
+    assert.ok(imported.every((f) => f['change'] === 'added' && f['status'] === 200 && f['outcome'] === 'success'));
+    const logged = JSON.stringify([...exportLog.entries, ...importLog.entries]);
+    for (const secret of secrets) assert.equal(logged.includes(secret.slice(100, 160)), false);
     assert.match(tty.err.text(), /\r\x1b\[2KImporting 0\/4 \(0%\)/);
     assert.match(tty.out.text(), /^Imported 4 keys/);
     const pipe = { out: capture(false), err: capture(false) };
