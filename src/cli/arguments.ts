@@ -37,6 +37,7 @@ export function parseArguments(argv: readonly string[]): Arguments {
   let configFile: string | undefined;
   let file: string | undefined;
   let passphraseFile: string | undefined;
+  let passphraseFor: 'export' | 'import' | undefined;
   const setCommand = (c: Arguments['command']) => {
     if (command !== 'serve') throw new UsageError(`Give one command at a time (--${command} and --${c})`);
     command = c;
@@ -70,13 +71,14 @@ export function parseArguments(argv: readonly string[]): Arguments {
       case 'export-passphrase-file':
       case 'import-passphrase-file':
         passphraseFile = needValue();
+        passphraseFor = name === 'export-passphrase-file' ? 'export' : 'import';
         break;
       default:
         throw new UsageError(`Unknown option '--${name}'`);
     }
   }
-  if (passphraseFile !== undefined && command !== 'export' && command !== 'import') {
-    throw new UsageError('A passphrase file goes with --export or --import');
+  if (passphraseFor !== undefined && command !== passphraseFor) {
+    throw new UsageError(`--${passphraseFor}-passphrase-file goes with --${passphraseFor}=<file>`);
   }
   return { command, configFile, file, passphraseFile };
 }

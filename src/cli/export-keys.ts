@@ -36,7 +36,7 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
   const progress = new Progress(io.err);
   const keys: ExportedKey[] = [];
   try {
-    const store = await openStore(config.store, { logger });
+    const store = await openStore(config.store, { logger, setup: false });
     try {
       for await (const key of store.all()) {
         keys.push(exportedKey(key));

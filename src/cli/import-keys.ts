@@ -54,7 +54,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
   const summary = () =>
     `${keys.length} key${keys.length === 1 ? '' : 's'} in ${path}: ${report.added.length} added, ${report.updated.length} updated, ` +
     `${report.unchanged.length} unchanged, ${report.refused.length} refused`;
-  const store = await openStore(config.store, { logger });
+  const store = await openStore(config.store, { logger, setup: true });
   try {
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);

@@ -15,6 +15,8 @@ import { openStore } from '../../src/stores/store-registry.js';
 import type { StoredKey } from '../../src/stores/store.js';
 import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { PykmipServer } from '../support/pykmip-server.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
@@ -42,6 +44,21 @@ const encryptedDbStore = (dir: string) => ({ 'store.type': 'EncryptedDbStore', '
  */
 const TARGET_STORES: readonly TargetStore[] = [
   { name: 'EncryptedDbStore', setup: async (dir) => ({ properties: encryptedDbStore(dir) }) },
+  {
+    name: 'Pkcs11Store',
+    setup: async () => {
+      const token = createSoftHsmToken();
+      useSoftHsmToken(token);
+      return { properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin }, cleanup: async () => token.remove() };
+    },
+  },
+  {
+    name: 'KmipStore',
+    setup: async () => {
+      const kmip = await PykmipServer.start();
+      return { properties: kmip.properties(), cleanup: () => kmip.remove() };
+    },
+  },
 ];
 
 const SOURCE_STORE = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'source store passphrase' });

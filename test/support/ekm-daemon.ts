@@ -68,7 +68,12 @@ export class EkmDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const daemon = new EkmDaemon(child, `${options.scheme ?? 'http'}://127.0.0.1:${port}`, configFile);
-    await daemon.waitUntilServing(options.ca);
+    try {
+      await daemon.waitUntilServing(options.ca);
+    } catch (e) {
+      await daemon.stop('SIGKILL');
+      throw e;
+    }
     return daemon;
   }
 
