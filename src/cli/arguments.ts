@@ -23,7 +23,8 @@ Commands:
   --test-store-connection    Connect to the configured store, search once, report the round trip latency
   --export=<file>            Write every stored key to <file> (JSON, mode 0600; holds decrypted private keys)
       --export-passphrase-file=<file>   encrypt the export to the passphrase in <file>
-  --import=<file>            Import keys from a file written by --export (validated like PUT, upsert by fingerprint)
+  --import=<file>            Import keys from a file written by --export (validated like PUT, upsert by fingerprint;
+                             exits 1 when any key was refused, each refusal named with its reason)
       --import-passphrase-file=<file>   the passphrase of an encrypted export
 
 Options:
