@@ -13,7 +13,9 @@ import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
 
 /** How long in-flight requests may take to finish after a shutdown request. */
-const DRAIN_TIMEOUT_MS = 25_000;
+const DRAIN_TIMEOUT_MS = 20_000;
+/** How long closing the store may take before the worker exits anyway (the primary kills at 30 s). */
+const STORE_CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * A worker: opens the store, builds the Koa app and serves it on the shared port until told to
@@ -21,6 +23,18 @@ const DRAIN_TIMEOUT_MS = 25_000;
  */
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const send = (message: WorkerMessage) => process.send?.(message);
+  // Listen for the stop request from the very start: one that arrives while the worker is still
+  // starting is carried out as soon as it serves, never lost.
+  let stop: () => void = () => {
+    stopRequested = true;
+  };
+  let stopRequested = false;
+  process.on('SIGTERM', () => stop());
+  process.on('SIGINT', () => stop());
+  process.on('message', (m: PrimaryMessage | null) => {
+    if (m?.type === 'shutdown') stop();
+  });
+  cluster.worker?.on('disconnect', () => stop());
   try {
     const store = await openStore(config.store, { logger, setup: false });
     const app = createApp({
@@ -48,7 +62,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     send({ type: 'ready' });
 
     let stopping = false;
-    const stop = () => {
+    stop = () => {
       if (stopping) return;
       stopping = true;
       logger.debug('Worker stopping: finishing in-flight requests');
@@ -58,16 +72,12 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       }, DRAIN_TIMEOUT_MS);
       force.unref();
       server.close(() => {
-        void store.close().finally(() => logger.flush().finally(() => process.exit(0)));
+        const closing = Promise.race([store.close(), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
+        void closing.finally(() => logger.flush().finally(() => process.exit(0)));
       });
       server.closeIdleConnections();
     };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    process.on('message', (m: PrimaryMessage) => {
-      if (m.type === 'shutdown') stop();
-    });
-    cluster.worker?.on('disconnect', stop);
+    if (stopRequested) stop();
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     send({ type: 'fatal', reason });
