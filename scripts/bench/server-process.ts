@@ -24,6 +24,9 @@ export interface ServerStart {
   readonly timeoutMs?: number;
 }
 
+/** USER_HZ: 100 on every Linux architecture Node supports. */
+const CLOCK_TICKS_PER_S = 100;
+
 export class ServerProcess {
   private constructor(
     readonly name: string,
@@ -93,6 +96,20 @@ export class ServerProcess {
         return NaN;
       }
     });
+  }
+
+  /** CPU time (user + system) the workers have used so far, in ms; the kernel counts in ticks of 10 ms. */
+  workerCpuMs(): number {
+    return this.workerPids().reduce((sum, pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        // Fields 14 and 15 of /proc/PID/stat (utime, stime), counted from after the command name.
+        return sum + ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+      } catch {
+        return sum;
+      }
+    }, 0);
   }
 
   /** Lines of the output so far that match `pattern`; then empties the file (it is opened for append). */
