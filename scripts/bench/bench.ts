@@ -162,7 +162,9 @@ async function main(): Promise<void> {
     idp = await startIdp(runDir);
     const { minter } = idp;
     const warmTokens = new Map(users.map((u) => [u.email, minter.mint(u.email)]));
-    const tokenPoolSize = options.quick ? 4_000 : Math.ceil(1.5 * options.workers * TOKEN_CACHE_ENTRIES);
+    // Each worker caches up to TOKEN_CACHE_ENTRIES tokens, oldest out first: with half again as many
+    // per worker, a token has left every cache before the list comes round to it again.
+    const tokenPoolSize = Math.ceil(1.5 * options.workers * TOKEN_CACHE_ENTRIES);
     log(`Minting ${tokenPoolSize.toLocaleString('en')} ID tokens for the new-token-per-request runs`);
     const newTokens: BenchRequest[] = [];
     for (let i = 0; i < tokenPoolSize; i++) {
