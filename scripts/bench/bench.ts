@@ -4,7 +4,7 @@
  * noisy machine where absolute figures do not. Starts everything on 127.0.0.1, stops what it
  * started, prints a Markdown table and writes the raw figures to bench-results/.
  *
- * Options: --quick (a smoke run of a minute or two), --rounds=N, --duration=S (per run),
+ * Options: --quick (a smoke run of a few minutes), --rounds=N, --duration=S (per run),
  * --warmup=S, --connections=N, --threads=N, --workers=N, --only=id,id (koa, warm-get,
  * new-token-get, public-get, put, health), --sizes=N,N (store sizes to run), --cpu-prof=DIR
  * (the daemon's processes write V8 CPU profiles there), --out=FILE.
@@ -317,7 +317,11 @@ async function main(): Promise<void> {
     writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
     copyFileSync(out, join(RESULTS_DIR, 'latest.json'));
     log(`Raw figures: ${out} (and bench-results/latest.json)`);
+    // It holds ID tokens and the cached stores' passphrases; after a failure it is kept for its logs.
     rmSync(runDir, { recursive: true, force: true });
+  } catch (e) {
+    log(`The run's files, among them the servers' output, are in ${runDir}`);
+    throw e;
   } finally {
     await cleanup();
     process.off('SIGINT', onSignal);
