@@ -190,7 +190,7 @@ async function main(): Promise<void> {
 
     const measure = async (target: Target, durationS: number, connections: number): Promise<Measured> => {
       const offset = offsets.get(target.requestsFile) ?? 0;
-      const cpuBefore = target.server.workerCpuMs();
+      const cpuBefore = target.server.cpuMs();
       const measured = await runWrk(runDir, {
         url: target.url,
         requestsFile: target.requestsFile,
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
         offset,
       });
       // CPU per request holds up on a busy machine better than req/s: it is what profiling reduces.
-      const result = { ...measured, cpuUsPerRequest: ((target.server.workerCpuMs() - cpuBefore) * 1000) / Math.max(1, measured.requests) };
+      const result = { ...measured, cpuUsPerRequest: ((target.server.cpuMs() - cpuBefore) * 1000) / Math.max(1, measured.requests) };
       offsets.set(target.requestsFile, offset + result.requests);
       return result;
     };
@@ -461,7 +461,7 @@ function renderReport(pairs: readonly PairResult[], targets: readonly TargetChec
   lines.push(`Ratio: median over ${options.rounds} round(s) of subject req/s / baseline req/s, each pair run back to back (baseline first), ` +
     `${options.durationS} s per run after a ${options.warmupS} s warm-up of each; req/s, p50 and p99 are medians over the rounds. ` +
     `wrk -t${options.threads} -c${options.connections}; ${options.workers} workers per server; every baseline answers the same ${bodyBytes}-byte JSON body. ` +
-    'CPU µs/req: user+system time of the server\'s workers per request (from /proc), which a busy machine disturbs less than req/s. ' +
+    'CPU µs/req: user+system time of the server\'s processes (primary and workers) per request (from /proc), which a busy machine disturbs less than req/s. ' +
     'Errors: socket errors, non-2xx answers and warn/error log entries of the subject. RSS after the pair\'s runs.');
   return lines.join('\n');
 }

@@ -98,9 +98,12 @@ export class ServerProcess {
     });
   }
 
-  /** CPU time (user + system) the workers have used so far, in ms; the kernel counts in ticks of 10 ms. */
-  workerCpuMs(): number {
-    return this.workerPids().reduce((sum, pid) => {
+  /**
+   * CPU time (user + system) the primary and its workers have used so far, in ms (the kernel counts
+   * in ticks of 10 ms). The primary counts: Pkcs11Store's token session lives there.
+   */
+  cpuMs(): number {
+    return [this.pid, ...this.workerPids()].reduce((sum, pid) => {
       try {
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
         const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -1,6 +1,7 @@
 import type * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../errors.js';
 import type { StoredKey } from '../stores/store.js';
+import { loadOpenpgp } from './load-openpgp.js';
 
 /** Smallest RSA modulus accepted, in bits. */
 export const MIN_RSA_BITS = 2048;
@@ -109,16 +110,4 @@ function requirePolicy(info: openpgp.AlgorithmInfo): void {
   if (info.curve !== undefined && !ACCEPTED_CURVES.has(String(info.curve))) {
     throw new KeyRejectedError(`Elliptic curve ${String(info.curve)} is not accepted`);
   }
-}
-
-let openpgpModule: Promise<typeof openpgp> | undefined;
-
-/**
- * OpenPGP.js, loaded by the first key submitted: only PUT parses keys, and loading it at start cost
- * every worker about 17 MB and 0.15-0.2 s (against the 120 MB and 1.5 s targets) for a request
- * each user makes about once.
- */
-function loadOpenpgp(): Promise<typeof openpgp> {
-  openpgpModule ??= import('openpgp');
-  return openpgpModule;
 }
