@@ -1,6 +1,7 @@
-import * as openpgp from 'openpgp';
+import type * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../errors.js';
 import type { StoredKey } from '../stores/store.js';
+import { loadOpenpgp } from './load-openpgp.js';
 
 /** Smallest RSA modulus accepted, in bits. */
 export const MIN_RSA_BITS = 2048;
@@ -35,7 +36,7 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   if (blocks > 1) throw new KeyRejectedError(`Exactly one private key is expected, found ${blocks} armored blocks`);
   let keys: openpgp.PrivateKey[];
   try {
-    keys = await openpgp.readPrivateKeys({ armoredKeys: armored });
+    keys = await (await loadOpenpgp()).readPrivateKeys({ armoredKeys: armored });
   } catch {
     throw new KeyRejectedError('Not a valid OpenPGP private key');
   }
@@ -71,7 +72,7 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   if (claimed.publicKey !== undefined) {
     let sent: openpgp.Key;
     try {
-      sent = await openpgp.readKey({ armoredKey: claimed.publicKey });
+      sent = await (await loadOpenpgp()).readKey({ armoredKey: claimed.publicKey });
     } catch {
       throw new KeyRejectedError('The public key sent is not a valid OpenPGP key');
     }

@@ -1,4 +1,4 @@
-import * as openpgp from 'openpgp';
+import { loadOpenpgp } from './load-openpgp.js';
 
 /**
  * A stored public key as a Web Key Directory serves it: binary (not armored) and carrying only the
@@ -9,7 +9,7 @@ import * as openpgp from 'openpgp';
  * undefined when the key has no user id for `email`.
  */
 export async function wkdPublicKey(armoredPublicKey: string, email: string): Promise<Uint8Array | undefined> {
-  const key = await openpgp.readKey({ armoredKey: armoredPublicKey });
+  const key = await (await loadOpenpgp()).readKey({ armoredKey: armoredPublicKey });
   const publicKey = key.isPrivate() ? key.toPublic() : key;
   const matching = publicKey.users.filter((u) => u.userID?.email.toLowerCase() === email);
   if (matching.length === 0) return undefined;

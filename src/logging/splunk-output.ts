@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { createRequire } from 'node:module';
 import os from 'node:os';
-import SplunkStreamEvent from 'winston-splunk-httplogger';
+import type SplunkStreamEvent from 'winston-splunk-httplogger';
 import type { LoggerConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { BoundedOutput, type LogInfo, type LossReport } from './bounded-output.js';
@@ -85,7 +86,7 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
   const target = validateSplunkSettings(settings);
   const verify = !settings.disableCertificateValidation;
 
-  const transport = new SplunkStreamEvent({
+  const transport = new (loadSplunkStreamEvent())({
     exitOnError: false, // failures are taken from server.error below, which also sees collector refusals
     splunk: {
       token: settings.token,
@@ -161,4 +162,9 @@ export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossRe
       });
     },
   });
+}
+
+/** The HEC transport, loaded on first use: about a second of start-up otherwise, configured or not. CommonJS. */
+function loadSplunkStreamEvent(): typeof SplunkStreamEvent {
+  return createRequire(import.meta.url)('winston-splunk-httplogger') as typeof SplunkStreamEvent;
 }

@@ -1,7 +1,8 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
-import { LoggingWinston } from '@google-cloud/logging-winston';
+import type * as LoggingWinstonModule from '@google-cloud/logging-winston';
 import type { LoggerConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { BoundedOutput, type LogInfo, type LossReport } from './bounded-output.js';
@@ -104,7 +105,7 @@ export function createStackdriverOutput(
     type: 'generic_node',
     labels: { project_id: credentials.projectId, location: 'global', namespace: 'flowcrypt-ekm', node_id: os.hostname() },
   };
-  const transport = new LoggingWinston({
+  const transport = new (loadLoggingWinston())({
     keyFilename: credentials.file,
     projectId: credentials.projectId,
     logName: STACKDRIVER_LOG_NAME,
@@ -138,4 +139,13 @@ export function createStackdriverOutput(
       cloudLog.write(entries, (error) => done(error));
     },
   });
+}
+
+/**
+ * The Cloud Logging client, loaded on first use: with gRPC and protobufjs it takes seconds to load,
+ * which every worker would pay at start (against the 1.5 s readiness target) whether or not
+ * StackdriverLogger is configured. The package is CommonJS, so a synchronous require does it.
+ */
+function loadLoggingWinston(): typeof LoggingWinstonModule.LoggingWinston {
+  return (createRequire(import.meta.url)('@google-cloud/logging-winston') as typeof LoggingWinstonModule).LoggingWinston;
 }

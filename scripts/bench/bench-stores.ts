@@ -1,0 +1,220 @@
+/**
+ * The stores the benchmark runs the daemon on: one entry each. A store that needs a server or a
+ * token (Pkcs11Store on SoftHSM2, KmipStore on PyKMIP) joins with one entry that starts it, seeds
+ * it and says how to measure its own round trip.
+ */
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../../src/logging/logger.js';
+import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
+import { openKmipStore } from '../../src/stores/kmip-store.js';
+import { openPkcs11Store } from '../../src/stores/pkcs11-store.js';
+import { PykmipServer } from '../../test/support/pykmip-server.js';
+import { createSoftHsmToken, SOFTHSM2_MODULE, useSoftHsmToken } from '../../test/support/softhsm-token.js';
+import type { Store } from '../../src/stores/store.js';
+import { DOMAIN } from './fixtures.js';
+import { seedStore, type BenchUser } from './seed-store.js';
+
+export type SubjectId = 'warm-get' | 'new-token-get' | 'public-get' | 'put' | 'health';
+
+/** One daemon start: a store of `users` users, and the subjects measured on it. */
+export interface StoreRun {
+  readonly users: number;
+  readonly subjects: readonly SubjectId[];
+  /**
+   * wrk connections for this run's pairs (baseline and subject alike), when the store cannot take
+   * the default's concurrency: requests queued behind a slow server only time out.
+   */
+  readonly connections?: number;
+}
+
+export interface PreparedStore {
+  /** The daemon's store.* properties. */
+  readonly properties: Readonly<Record<string, string>>;
+  /** The store's own round trip (a lookup of one user's keys), in ms, measured outside the daemon. */
+  roundTripMs(user: BenchUser): Promise<number>;
+  release(): Promise<void>;
+}
+
+export interface StoreContext {
+  readonly cacheDir: string;
+  readonly users: readonly BenchUser[];
+  readonly log: (line: string) => void;
+}
+
+export interface StoreUnderTest {
+  readonly name: string;
+  runs(quick: boolean): readonly StoreRun[];
+  prepare(context: StoreContext, users: number): Promise<PreparedStore>;
+}
+
+const ALL_SUBJECTS: readonly SubjectId[] = ['warm-get', 'new-token-get', 'public-get', 'put', 'health'];
+
+/** Logs nothing: the seeding and round-trip code opens stores outside the daemon. */
+const silentLogger: Logger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  child: () => silentLogger,
+  flush: async () => undefined,
+};
+
+/**
+ * EncryptedDbStore: seeded once per size through the store itself and kept in the cache folder.
+ * Seeding writes to /dev/shm when there is one (the store's synchronous=FULL commits cost an fsync
+ * each, about 4 ms here: 100,000 of them would take minutes) and the finished file is copied to disk.
+ */
+const encryptedDbStore: StoreUnderTest = {
+  name: 'EncryptedDbStore',
+  runs: (quick) =>
+    quick
+      ? [{ users: 1_000, subjects: ALL_SUBJECTS }, { users: 100, subjects: ['warm-get'] }]
+      : [{ users: 10_000, subjects: ALL_SUBJECTS }, { users: 100, subjects: ['warm-get'] }, { users: 100_000, subjects: ['warm-get'] }],
+  async prepare({ cacheDir, users, log }, size) {
+    const folder = join(cacheDir, `encrypted-db-${size}`);
+    const markerFile = join(folder, 'seeded.json');
+    const marker = JSON.stringify({ size, fingerprints: users.map((u) => u.fingerprint) });
+    if (!existsSync(markerFile) || readFileSync(markerFile, 'utf8') !== marker) {
+      rmSync(folder, { recursive: true, force: true });
+      mkdirSync(folder, { recursive: true, mode: 0o700 });
+      const passphrase = randomBytes(24).toString('base64');
+      const scratch = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'ekm-bench-seed-'));
+      try {
+        log(`Seeding EncryptedDbStore with ${size.toLocaleString('en')} users (cached in ${folder} for later runs)`);
+        const started = Date.now();
+        const store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: scratch, encryptionKey: passphrase }, { logger: silentLogger });
+        try {
+          await seedStore(store, users, size, DOMAIN, (n) => log(`  ${n.toLocaleString('en')} of ${size.toLocaleString('en')}`));
+        } finally {
+          await store.close();
+        }
+        copyFileSync(join(scratch, DB_FILE_NAME), join(folder, DB_FILE_NAME));
+        log(`  seeded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+      writeFileSync(join(folder, 'passphrase'), passphrase, { mode: 0o600 });
+      writeFileSync(markerFile, marker);
+    }
+    const passphrase = readFileSync(join(folder, 'passphrase'), 'utf8');
+    const properties = { 'store.type': 'EncryptedDbStore', 'store.db.folder': folder, 'store.db.encryption.key': passphrase };
+    return {
+      properties,
+      async roundTripMs(user) {
+        const store: Store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, { logger: silentLogger });
+        try {
+          return await medianMs(async () => {
+            if ((await store.listByEmail(user.email)).length !== 1) throw new Error(`The seeded store lost ${user.email}'s key`);
+          }, 500);
+        } finally {
+          await store.close();
+        }
+      },
+      release: async () => undefined,
+    };
+  },
+};
+
+async function medianMs(op: () => Promise<void>, times: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const started = performance.now();
+    await op();
+    samples.push(performance.now() - started);
+  }
+  samples.sort((a, b) => a - b);
+  return samples[Math.floor(samples.length / 2)]!;
+}
+
+/**
+ * KmipStore on a real PyKMIP server (test/support/pykmip-server.ts), seeded through the store for
+ * each run. PyKMIP's Locate is linear in the objects it holds and the server is one Python process,
+ * so this row is about the EKM's overhead next to the server's own round trip, at a small size.
+ */
+const kmipStore: StoreUnderTest = {
+  name: 'KmipStore',
+  // 8: the daemon's KMIP connection pool holds 4 per worker.
+  runs: (quick) => [{ users: quick ? 32 : 200, subjects: ['warm-get'], connections: 8 }],
+  async prepare({ users, log }, size) {
+    log(`Starting PyKMIP and seeding KmipStore with ${size} users`);
+    const server = await PykmipServer.start();
+    try {
+      const config = server.storeConfig();
+      const open = (setup: boolean) => openKmipStore(config, { logger: silentLogger, setup });
+      const seeding = await open(true);
+      try {
+        await seedStore(seeding, users, size, DOMAIN);
+      } finally {
+        await seeding.close();
+      }
+      return {
+        properties: server.properties(),
+        async roundTripMs(user) {
+          const store = await open(false);
+          try {
+            return await medianMs(async () => {
+              if ((await store.listByEmail(user.email)).length !== 1) throw new Error(`KmipStore lost ${user.email}'s key`);
+            }, 50);
+          } finally {
+            await store.close();
+          }
+        },
+        release: () => server.remove(),
+      };
+    } catch (e) {
+      await server.remove();
+      throw e;
+    }
+  },
+};
+
+/**
+ * Pkcs11Store on a fresh SoftHSM2 token (test/support/softhsm-token.ts), seeded through the store
+ * from this process before the daemon starts (whose primary then hosts the token session for its
+ * workers); the round trip is measured the same way once the daemon has stopped.
+ */
+const pkcs11Store: StoreUnderTest = {
+  name: 'Pkcs11Store',
+  runs: (quick) => [{ users: quick ? 100 : 1_000, subjects: ['warm-get'] }],
+  async prepare({ users, log }, size) {
+    log(`Creating a SoftHSM2 token and seeding Pkcs11Store with ${size.toLocaleString('en')} users`);
+    const token = createSoftHsmToken();
+    // The daemon started next inherits it too.
+    useSoftHsmToken(token);
+    try {
+      const config = { type: 'Pkcs11Store', module: SOFTHSM2_MODULE, pin: token.userPin } as const;
+      const open = () => openPkcs11Store(config, { logger: silentLogger, setup: true });
+      const seeding = await open();
+      try {
+        await seedStore(seeding, users, size, DOMAIN, (n) => log(`  ${n.toLocaleString('en')} of ${size.toLocaleString('en')}`));
+      } finally {
+        await seeding.close();
+      }
+      return {
+        properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin },
+        async roundTripMs(user) {
+          const store = await open();
+          try {
+            return await medianMs(async () => {
+              if ((await store.listByEmail(user.email)).length !== 1) throw new Error(`Pkcs11Store lost ${user.email}'s key`);
+            }, 200);
+          } finally {
+            await store.close();
+          }
+        },
+        release: async () => token.remove(),
+      };
+    } catch (e) {
+      token.remove();
+      throw e;
+    }
+  },
+};
+
+/** The stores measured, in order. */
+export const STORES_UNDER_TEST: readonly StoreUnderTest[] = [encryptedDbStore, pkcs11Store, kmipStore];
