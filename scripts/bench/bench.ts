@@ -13,12 +13,10 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer } from 'node:net';
-import { once } from 'node:events';
 import { BASELINE_KINDS, type BaselineKind } from './baseline-server.js';
 import { STORES_UNDER_TEST, type PreparedStore, type SubjectId } from './bench-stores.js';
 import { AUDIENCE, benchUsers, DOMAIN, startIdp, type Idp } from './fixtures.js';
-import { ServerProcess } from './server-process.js';
+import { freePort, ServerProcess } from './server-process.js';
 import { ensureWrk, runWrk, writeRequests, type BenchRequest, type WrkResult } from './wrk.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -498,15 +496,6 @@ function fmtMs(ms: number): string {
 
 function fmtRps(rps: number): string {
   return Math.round(rps).toLocaleString('en');
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 main().then(

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 /**
  * A server under test (the EKM daemon or a baseline), started as its own process tree with its
  * output appended to a file (as journald would receive it; held in memory it would cost the
@@ -72,18 +74,7 @@ export class ServerProcess {
 
   /** The primary's children. */
   workerPids(): number[] {
-    const pid = this.pid;
-    return readdirSync('/proc')
-      .filter((p) => /^\d+$/.test(p))
-      .filter((p) => {
-        try {
-          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
+    return childPids(this.pid);
   }
 
   /** Resident set size of each worker, in MB. */
@@ -168,4 +159,29 @@ function status(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<nu
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** PIDs of the direct children of a process, read from /proc. */
+export function childPids(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released: good enough for tests and benchmarks). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  await new Promise((r) => server.close(r));
+  return port;
 }

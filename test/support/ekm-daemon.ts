@@ -1,23 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { childPids, freePort } from '../../scripts/bench/server-process.js';
 import { request } from './http-client.js';
 
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
 
-/** A free TCP port on 127.0.0.1 (bound and released: good enough for tests). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}
+export { freePort };
 
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
@@ -96,18 +88,7 @@ export class EkmDaemon {
 
   /** PIDs of the worker processes (children of the primary). */
   workerPids(): number[] {
-    const pid = this.process.pid!;
-    return readdirSync('/proc')
-      .filter((p) => /^\d+$/.test(p))
-      .filter((p) => {
-        try {
-          const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-          return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
+    return childPids(this.process.pid!);
   }
 
   /** Sends a signal to the primary and waits for it to exit. */
