@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { parseArguments, USAGE, UsageError } from './cli/arguments.js';
 import { exportKeys } from './cli/export-keys.js';
@@ -23,7 +24,8 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig(resolveConfigFile(args.configFile));
-  const logger = createLogger(config.logger);
+  // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
+  const logger = createLogger(config.logger, { batchStdout: cluster.isWorker });
   logCrashes(logger);
   switch (args.command) {
     case 'serve':

@@ -15,6 +15,8 @@ const FLUSH_TIMEOUT_MS = 3000;
 export interface CreateLoggerOptions {
   /** Another Cloud Logging API endpoint than logging.googleapis.com:443 (host:port). */
   readonly stackdriverEndpoint?: StackdriverEndpoint | undefined;
+  /** StdoutLogger writes each event-loop turn's lines together (the service's workers); see StdoutOutputOptions. */
+  readonly batchStdout?: boolean | undefined;
 }
 
 /**
@@ -44,12 +46,12 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
   );
   // Losses of remote outputs are reported on stdout whether or not StdoutLogger is configured:
   // the remote output is the one that cannot carry the news.
-  const reporter = winston.createLogger({ levels: LEVELS, level: 'warn', format, transports: [createStdoutOutput(config)] });
+  const reporter = winston.createLogger({ levels: LEVELS, level: 'warn', format, transports: [createStdoutOutput(config, { batched: options.batchStdout })] });
   reporter.on('error', () => undefined);
   const onLoss = (report: LossReport): void => {
     reporter.warn(lossMessage(report), { output: report.output, dropped: report.dropped, failed: report.failed, lastError: report.lastError });
   };
-  const transports = config.types.map((type) => LOG_OUTPUTS[type].create(config, { onLoss, stackdriverEndpoint: options.stackdriverEndpoint }));
+  const transports = config.types.map((type) => LOG_OUTPUTS[type].create(config, { onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout }));
   const base = winston.createLogger({ levels: LEVELS, level: config.level, format, transports, exitOnError: false });
   // A transport error (stdout closed, say) must not become an unhandled 'error' event of the logger.
   base.on('error', () => undefined);
@@ -93,7 +95,6 @@ interface LoggerState {
 /** winston's own keys on an entry (triple-beam): outputs read the level from it. */
 type Format = ReturnType<typeof winston.format.combine>;
 const LEVEL = Symbol.for('level');
-const SPLAT = Symbol.for('splat');
 const ignore = (): void => undefined;
 
 class WinstonLogger implements Logger {
@@ -106,18 +107,27 @@ class WinstonLogger implements Logger {
    * Hands the entry to each output's format and `log` directly, as winston's logger would after its
    * object-stream pipeline, which cost more CPU than a request's key lookup (two entries per key
    * fetch: access line and audit entry). The entry is what winston would make of
-   * `base.log(level, message, fields)`: the same fields, level, message, SPLAT and format.
+   * `base.log(level, message, fields)` (the fields, level, message and winston's level key), built
+   * in the order its JSON line shows: time, level, message, worker, then the fields.
    */
   log(level: LogLevel, message: string, fields?: LogFields): void {
     const state = this.state;
     if (state.closed || LEVELS[level] > state.threshold) return;
-    const meta = { ...this.fields, ...fields };
-    const entry = state.format.transform({ ...meta, [LEVEL]: level, [SPLAT]: [meta], level, message }, state.format.options);
+    const record: Record<string | symbol, unknown> = { time: undefined, level, message, worker: undefined };
+    for (const name in this.fields) record[name] = this.fields[name];
+    if (fields !== undefined) for (const name in fields) record[name] = fields[name];
+    record['level'] = level;
+    record['message'] = message;
+    record[LEVEL] = level;
+    const entry = state.format.transform(record as winston.Logform.TransformableInfo, state.format.options);
     if (typeof entry !== 'object') return;
+    const shared = state.outputs.length === 1;
     for (const output of state.outputs) {
       if (output.silent || (output.level !== undefined && LEVELS[level] > LEVELS[output.level as LogLevel])) continue;
       try {
-        const formatted = output.format === undefined ? entry : output.format.transform({ ...entry }, output.format.options);
+        // Each output's format adds its own line to the entry: with several outputs, each gets a copy.
+        const own = shared ? entry : { ...entry };
+        const formatted = output.format === undefined ? own : output.format.transform(own, output.format.options);
         if (formatted !== false) output.log?.(formatted, ignore);
       } catch {
         // As base.on('error') above: an output that fails (stdout closed, say) must not fail the request.

@@ -12,6 +12,8 @@ export interface OutputContext {
   readonly onLoss: (report: LossReport) => void;
   /** Another Cloud Logging API endpoint than logging.googleapis.com:443. */
   readonly stackdriverEndpoint?: StackdriverEndpoint | undefined;
+  /** StdoutLogger writes each event-loop turn's lines together. */
+  readonly batchStdout?: boolean | undefined;
 }
 
 type OutputType = LoggerConfig['types'][number];
@@ -29,7 +31,7 @@ interface OutputDef {
 export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
   StdoutLogger: {
     validate: () => [],
-    create: (config) => createStdoutOutput(config),
+    create: (config, context) => createStdoutOutput(config, { batched: context.batchStdout }),
   },
   SplunkHttpLogger: {
     validate: (config) => {

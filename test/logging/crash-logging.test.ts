@@ -7,13 +7,13 @@ import { describe, it } from 'node:test';
 
 const LOGGING = resolve(import.meta.dirname, '../../src/logging');
 
-function crashScript(body: string): { status: number | null; lines: Record<string, unknown>[] } {
+function crashScript(body: string, batchStdout = false): { status: number | null; lines: Record<string, unknown>[] } {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-crash-'));
   const file = join(dir, 'crash.mjs');
   writeFileSync(file, `
     import { createLogger } from ${JSON.stringify(join(LOGGING, 'create-logger.js'))};
     import { logCrashes } from ${JSON.stringify(join(LOGGING, 'crash-logging.js'))};
-    const logger = createLogger({ types: ['StdoutLogger'], level: 'info', stackdriver: undefined, splunk: undefined });
+    const logger = createLogger({ types: ['StdoutLogger'], level: 'info', stackdriver: undefined, splunk: undefined }, { batchStdout: ${batchStdout} });
     logCrashes(logger);
     ${body}
   `);
@@ -38,5 +38,14 @@ describe('logCrashes', () => {
     const { status, lines } = crashScript(`Promise.reject(new Error('rejected'));`);
     assert.equal(status, 1);
     assert.match(String(lines.find((l) => l['level'] === 'error')?.['stack']), /Error: rejected/);
+  });
+
+  it('in a worker, whose lines are written once per event-loop turn, loses none of them', () => {
+    const crashed = crashScript(`logger.info('pending line'); setTimeout(() => { throw new TypeError('boom'); }, 10);`, true);
+    assert.equal(crashed.status, 1);
+    assert.deepEqual(crashed.lines.map((l) => l['message']), ['pending line', 'Uncaught exception; the process exits']);
+    const exited = crashScript(`logger.info('written at exit'); process.exit(3);`, true);
+    assert.equal(exited.status, 3);
+    assert.deepEqual(exited.lines.map((l) => l['message']), ['written at exit'], 'process.exit() in the same turn');
   });
 });

@@ -86,6 +86,29 @@ describe('createLogger with StdoutLogger', () => {
     assert.match(line ?? '', /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  \[primary\] \[req-tty\] readable entry \{"status":503\}$/);
   });
 
+  it('keeps each entry\'s fields in order after time, level, message and worker', async () => {
+    const logger = createLogger(stdoutOnly('info'));
+    logger.child({ requestId: 'req-order' }).info('ordered', { status: 200, level: 'not-a-level', message: 'not the message' });
+    await logger.flush();
+    const line = stdout.lines.find((l) => l.includes('"req-order"'));
+    assert.deepEqual(Object.keys(JSON.parse(line ?? '{}') as object), ['time', 'level', 'message', 'worker', 'requestId', 'status']);
+    assert.match(line ?? '', /"level":"info","message":"ordered"/, 'a field cannot replace the level or the message');
+  });
+
+  it('batched, as in the workers: writes an event-loop turn\'s lines together at its end, in order', async () => {
+    const logger = createLogger(stdoutOnly('info'), { batchStdout: true });
+    const start = stdout.lines.length;
+    logger.info('batch-1');
+    logger.child({ requestId: 'req-b' }).warn('batch-2');
+    logger.debug('batch-not-written');
+    assert.equal(stdout.lines.length, start, 'nothing is written during the turn');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(stdout.lines.slice(start).map((l) => (JSON.parse(l) as { message: string }).message), ['batch-1', 'batch-2']);
+    logger.info('batch-3');
+    await logger.flush();
+    assert.equal((JSON.parse(stdout.lines.at(-1) ?? '{}') as { message?: string }).message, 'batch-3', 'flush() writes what is pending');
+  });
+
   it('ignores entries logged after flush() instead of throwing', async () => {
     const logger = createLogger(stdoutOnly('info'));
     await logger.flush();
