@@ -14,6 +14,12 @@ const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
 /** How long a statement waits for another process's write lock before the request gets a 503. */
 const BUSY_TIMEOUT_MS = 3000;
+/**
+ * Recent reads a process keeps: at most this many owners' keys, each for at most this long, and
+ * only while no connection has committed anything since (see RecentReads).
+ */
+const RECENT_READS_MAX = 1000;
+const RECENT_READ_MAX_AGE_MS = 60_000;
 
 interface Keys {
   readonly encryption: Buffer;
@@ -163,6 +169,7 @@ function describeSqliteError(e: unknown): string {
 class EncryptedDbStore implements Store {
   readonly type = 'EncryptedDbStore';
   private readonly statements;
+  private readonly recent = new RecentReads();
 
   constructor(
     private readonly db: Database.Database,
@@ -176,6 +183,7 @@ class EncryptedDbStore implements Store {
       update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
       delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
       page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
     };
   }
 
@@ -189,10 +197,19 @@ class EncryptedDbStore implements Store {
   }
 
   async listByEmail(email: string): Promise<StoredKey[]> {
-    return this.run(() => (this.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r)));
+    return this.run(() => {
+      this.recent.forgetIfChanged(this.statements.dataVersion.get() as number);
+      const known = this.recent.get(email);
+      if (known !== undefined) return [...known];
+      const keys = (this.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
+      this.recent.set(email, keys);
+      return [...keys];
+    });
   }
 
   async upsert(key: StoredKey): Promise<UpsertResult> {
+    // This connection's own commits do not change data_version: forget what it read.
+    this.recent.clear();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
     return this.run(() =>
@@ -218,6 +235,7 @@ class EncryptedDbStore implements Store {
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {
+    this.recent.clear();
     return this.run(() => this.statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
   }
 
@@ -232,6 +250,7 @@ class EncryptedDbStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.recent.clear();
     this.db.close();
   }
 
@@ -245,7 +264,7 @@ class EncryptedDbStore implements Store {
       throw new StoreUnavailableError(`Stored record ${row.id} failed its integrity check; the database may be damaged or tampered with`);
     }
     const parsed = JSON.parse(plain.toString('utf8')) as { e: string; f: string; k: string; p: string };
-    return { email: parsed.e, fingerprint: parsed.f, privateKey: parsed.k, publicKey: parsed.p };
+    return Object.freeze({ email: parsed.e, fingerprint: parsed.f, privateKey: parsed.k, publicKey: parsed.p });
   }
 
   /** Runs a database operation; SQLite failures become 503s naming only SQLite's error code. */
@@ -256,6 +275,44 @@ class EncryptedDbStore implements Store {
       if (e instanceof StoreUnavailableError || e instanceof FingerprintConflictError) throw e;
       throw new StoreUnavailableError(`Database error: ${describeSqliteError(e)}`, { cause: e });
     }
+  }
+}
+
+/**
+ * The keys read for recently seen owners, so that a client fetching its key again skips the SQLite
+ * read, the AES-GCM open and the JSON parse (a fifth of a key fetch's CPU). It never serves what
+ * the database no longer holds: SQLite's data_version changes whenever another connection (another
+ * worker, an --import) commits, which forgets everything, as does any write through this
+ * connection. Bounded in count and age; the worker holds the database key anyway, so decrypted
+ * keys in its memory add nothing an attacker reading that memory would not have.
+ */
+class RecentReads {
+  private readonly entries = new Map<string, { readonly keys: readonly StoredKey[]; readonly at: number }>();
+  private dataVersion: number | undefined;
+
+  /** Forgets everything unless data_version is what it was at the last call. */
+  forgetIfChanged(dataVersion: number): void {
+    if (dataVersion !== this.dataVersion) this.entries.clear();
+    this.dataVersion = dataVersion;
+  }
+
+  get(email: string): readonly StoredKey[] | undefined {
+    const entry = this.entries.get(email);
+    if (entry === undefined) return undefined;
+    if (performance.now() - entry.at <= RECENT_READ_MAX_AGE_MS) return entry.keys;
+    this.entries.delete(email);
+    return undefined;
+  }
+
+  set(email: string, keys: readonly StoredKey[]): void {
+    this.entries.delete(email);
+    if (this.entries.size >= RECENT_READS_MAX) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(email, { keys, at: performance.now() });
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.dataVersion = undefined;
   }
 }
 

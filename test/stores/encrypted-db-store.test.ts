@@ -83,6 +83,50 @@ describe('EncryptedDbStore encryption', () => {
     await store.close();
   });
 
+  it('never serves a key another process deleted or replaced, though it keeps recent reads', async () => {
+    const config = freshConfig();
+    // Two connections to one file, as two workers (or a worker and --import) have.
+    const reader = await openEncryptedDbStore(config, deps);
+    const writer = await openEncryptedDbStore(config, deps);
+    const first = makeKey('recent@example.com');
+    await writer.upsert(first);
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), [first]);
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), [first], 'read again, now from memory');
+    const replaced = { ...first, privateKey: makeKey('recent@example.com').privateKey };
+    assert.equal(await writer.upsert(replaced), 'updated');
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), [replaced], 'an update by another connection is seen at once');
+    assert.equal(await writer.delete('recent@example.com', first.fingerprint), true);
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), [], 'a delete by another connection is seen at once');
+    // A commit by a plain SQLite connection (no EKM code at all) is seen too.
+    await writer.upsert(first);
+    assert.equal((await reader.listByEmail('recent@example.com')).length, 1);
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    raw.prepare('DELETE FROM keys').run();
+    raw.close();
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), []);
+    // The reader's own writes too.
+    const own = makeKey('recent@example.com');
+    await reader.upsert(own);
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), [own]);
+    await reader.delete('recent@example.com', own.fingerprint);
+    assert.deepEqual(await reader.listByEmail('recent@example.com'), []);
+    await writer.close();
+    await reader.close();
+  });
+
+  it('hands out lists a caller cannot use to change what later callers get', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    const key = makeKey('frozen@example.com');
+    await store.upsert(key);
+    const list = await store.listByEmail('frozen@example.com');
+    list.pop();
+    const [stored] = await store.listByEmail('frozen@example.com');
+    assert.throws(() => Object.assign(stored!, { privateKey: 'x' }), TypeError);
+    assert.deepEqual(await store.listByEmail('frozen@example.com'), [key]);
+    await store.close();
+  });
+
   it('answers a write with 503 after the busy timeout while another connection holds the write lock', async () => {
     const config = freshConfig();
     const store = await openEncryptedDbStore(config, deps);
