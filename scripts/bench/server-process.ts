@@ -43,6 +43,17 @@ export class ServerProcess {
     const started = performance.now();
     const child = spawn(process.execPath, options.args, { env: { ...process.env, ...options.env }, stdio: ['ignore', fd, fd] });
     closeSync(fd);
+    try {
+      return await ServerProcess.waitUntilReady(options, child, started);
+    } catch (e) {
+      // A server that did not come up must not outlive the run: stop its whole tree.
+      for (const pid of childPids(child.pid!)) tryKill(pid);
+      child.kill('SIGKILL');
+      throw e;
+    }
+  }
+
+  private static async waitUntilReady(options: ServerStart, child: ChildProcess, started: number): Promise<ServerProcess> {
     const deadline = Date.now() + (options.timeoutMs ?? 30_000);
     let readyMs: number | undefined;
     while (readyMs === undefined) {
@@ -50,7 +61,6 @@ export class ServerProcess {
         throw new Error(`${options.name} exited (${child.exitCode ?? child.signalCode}) before answering; its output is in ${options.logFile}`);
       }
       if (Date.now() > deadline) {
-        child.kill('SIGKILL');
         throw new Error(`${options.name} did not answer 200 at ${options.readyUrl} in time; its output is in ${options.logFile}`);
       }
       if ((await status(options.readyUrl, options.readyHeaders)) === 200) readyMs = performance.now() - started;
@@ -134,6 +144,14 @@ export class ServerProcess {
     // Workers outlive their primary by a moment when they are writing a CPU profile.
     const until = Date.now() + graceMs;
     while (workers.some(alive) && Date.now() < until) await sleep(50);
+  }
+}
+
+function tryKill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone.
   }
 }
 
