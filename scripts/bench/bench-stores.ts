@@ -15,7 +15,7 @@ import { PykmipServer } from '../../test/support/pykmip-server.js';
 import { createSoftHsmToken, SOFTHSM2_MODULE, useSoftHsmToken } from '../../test/support/softhsm-token.js';
 import type { Store } from '../../src/stores/store.js';
 import { DOMAIN } from './fixtures.js';
-import { seedStore, type BenchUser } from './seed-store.js';
+import { seedStore, syntheticEmail, type BenchUser } from './seed-store.js';
 
 export type SubjectId = 'warm-get' | 'new-token-get' | 'public-get' | 'put' | 'health';
 
@@ -106,11 +106,16 @@ const encryptedDbStore: StoreUnderTest = {
     return {
       properties,
       async roundTripMs(user) {
+        // Each user once: a first read goes to SQLite and decrypts; the store keeps recent reads
+        // (about 4 us to answer again), which would make a repeated lookup measure nothing.
+        const emails = [user.email, ...Array.from({ length: Math.min(size, 500) - 1 }, (_, i) => syntheticEmail(users.length + i, DOMAIN))];
         const store: Store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, { logger: silentLogger });
         try {
+          let next = 0;
           return await medianMs(async () => {
-            if ((await store.listByEmail(user.email)).length !== 1) throw new Error(`The seeded store lost ${user.email}'s key`);
-          }, 500);
+            const email = emails[next++]!;
+            if ((await store.listByEmail(email)).length !== 1) throw new Error(`The seeded store lost ${email}'s key`);
+          }, emails.length);
         } finally {
           await store.close();
         }

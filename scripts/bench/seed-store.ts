@@ -49,7 +49,7 @@ export async function seedStore(store: Store, users: readonly BenchUser[], total
   if (template === undefined) throw new TypeError('seedStore needs at least one real user as the size template');
   for (let i = users.length; i < total; i++) {
     const record: StoredKey = {
-      email: `synthetic-${i}@${domain}`,
+      email: syntheticEmail(i, domain),
       fingerprint: randomBytes(20).toString('hex').toUpperCase(),
       privateKey: lookalikeArmor(template.privateKey, 'PRIVATE'),
       publicKey: lookalikeArmor(template.publicKey, 'PUBLIC'),
@@ -57,6 +57,11 @@ export async function seedStore(store: Store, users: readonly BenchUser[], total
     await store.upsert(record);
     if (progress !== undefined && i % 5000 === 0) progress(i);
   }
+}
+
+/** The email of the i-th synthetic user (i counts the real users too). */
+export function syntheticEmail(i: number, domain: string): string {
+  return `synthetic-${i}@${domain}`;
 }
 
 function lookalikeArmor(real: string, kind: 'PRIVATE' | 'PUBLIC'): string {
