@@ -108,7 +108,7 @@ const encryptedDbStore: StoreUnderTest = {
       async roundTripMs(user) {
         // Each user once: a first read goes to SQLite and decrypts; the store keeps recent reads
         // (about 4 us to answer again), which would make a repeated lookup measure nothing.
-        const emails = [user.email, ...Array.from({ length: Math.min(size, 500) - 1 }, (_, i) => syntheticEmail(users.length + i, DOMAIN))];
+        const emails = [user.email, ...Array.from({ length: Math.min(size - users.length, 499) }, (_, i) => syntheticEmail(users.length + i, DOMAIN))];
         const store: Store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, { logger: silentLogger });
         try {
           let next = 0;
