@@ -63,17 +63,17 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);
   wkdRoutes(router, config, store);
+  // The router answers an unknown path with nothing and a known path with a method it lacks with an
+  // empty 405 (501 for a method no route has) and its Allow header; both get the error contract.
   app.use(async (ctx, next) => {
     await next();
-    if (ctx.status === 404 && ctx.body === undefined) throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+    if (ctx.body !== undefined) return;
+    if (ctx.status === 404) throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+    if (ctx.status === 405 || ctx.status === 501) {
+      throw new MethodNotAllowedError('Method not allowed on this path', `Allowed: ${ctx.response.get('Allow')}`);
+    }
   });
-  app.use(
-    router.allowedMethods({
-      throw: true,
-      methodNotAllowed: () => new MethodNotAllowedError('Method not allowed on this path'),
-      notImplemented: () => new MethodNotAllowedError('Method not allowed on this path'),
-    }),
-  );
+  app.use(router.allowedMethods());
   app.use(router.routes());
   return app;
 }

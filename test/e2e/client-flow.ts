@@ -254,7 +254,12 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       assert.equal(a.status, status, `${name}: ${a.text}`);
       assertError(a, status);
     }
-    assertError(await call('/v1/keys/private', { method: 'DELETE', headers: auth(aliceToken) }), 405);
+    const deleted = await call('/v1/keys/private', { method: 'DELETE', headers: auth(aliceToken) });
+    assertError(deleted, 405);
+    assert.equal(deleted.headers['allow'], 'HEAD, GET, PUT', 'a 405 says what is allowed (RFC 9110)');
+    const unknownMethod = await call('/v1/keys/public/alice@example.com', { method: 'PROPFIND' });
+    assertError(unknownMethod, 405);
+    assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
     assertError(await call('/no/such/path'), 404);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
   });

@@ -45,6 +45,8 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
   const put = (legacy: boolean) => async (ctx: Ctx) => {
     const identity = await authorizeFor(ctx, 'private-key.write');
     if (config.api.keyProvisioning === 'admin') {
+      // RFC 9110: a 405 says what is allowed.
+      ctx.set('Allow', 'HEAD, GET');
       throw new MethodNotAllowedError(
         `No key has been generated for ${identity.email} yet. Please ask your administrator.`,
         'Keys are provisioned by an administrator',
