@@ -3,11 +3,12 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyRejectedError } from '../errors.js';
+import { isEmailAddress } from '../keys/email-address.js';
 import { validatePrivateKey } from '../keys/private-key-policy.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
-import type { UpsertResult } from '../stores/store.js';
+import type { Store, UpsertResult } from '../stores/store.js';
 import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
 import { ExportFileError, parseExport, readPassphraseFile, type ExportedKey } from './key-export-format.js';
 import { Progress } from './progress.js';
@@ -54,8 +55,11 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
   const summary = () =>
     `${keys.length} key${keys.length === 1 ? '' : 's'} in ${path}: ${report.added.length} added, ${report.updated.length} updated, ` +
     `${report.unchanged.length} unchanged, ${report.refused.length} refused`;
-  const store = await openStore(config.store, { logger, setup: true });
+  let store: Store | undefined;
   try {
+    // Inside the try: a store that cannot be opened (HSM or key server down) stops the import with
+    // the same one-line reason as one that fails halfway.
+    store = await openStore(config.store, { logger, setup: true });
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
       const email = entry.email.trim().toLowerCase();
@@ -79,7 +83,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
         result = await store.upsert(key);
       } catch (e) {
         if (e instanceof KeyRejectedError) {
-          refuse(`${e.message}${e.details ? ` (${e.details})` : ''}`, e.status, e.code);
+          refuse(describeFailure(e)!, e.status, e.code);
           continue;
         }
         if (e instanceof FingerprintConflictError) {
@@ -101,7 +105,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     io.err.write(`flowcrypt-ekm: import stopped: ${reason}. Keys already imported stay; run the import again when the store is back.\n`);
     return 1;
   } finally {
-    await store.close();
+    await store?.close();
   }
   progress.clear();
   logger.info('Import finished', { file: path, ...counts(report) });
@@ -111,9 +115,9 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
 
 /** Why an owner cannot have keys here, with what PUT would answer (400, or 403 from SimpleAcl); undefined when they can. */
 function checkOwner(email: string, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
-  if (!/^[^\s@/]+@[^\s@/]+$/.test(email) || email.length > 320) return { reason: 'the email is not an email address', status: 400, code: 'ERR_BAD_REQUEST' };
+  if (!isEmailAddress(email)) return { reason: 'the email is not an email address', status: 400, code: 'ERR_BAD_REQUEST' };
   const domain = email.slice(email.lastIndexOf('@') + 1);
-  if (domains !== undefined && !domains.map((d) => d.toLowerCase()).includes(domain)) {
+  if (domains !== undefined && !domains.includes(domain)) {
     return { reason: `${domain} is not one of the domains this key manager serves (org.domains)`, status: 403, code: 'ERR_FORBIDDEN' };
   }
   return undefined;

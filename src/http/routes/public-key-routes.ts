@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { BadRequestError } from '../../errors.js';
+import { isEmailAddress } from '../../keys/email-address.js';
 import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 
@@ -8,7 +9,7 @@ import type { EkmState } from '../ekm-state.js';
 export function publicKeyRoutes(router: Router<EkmState>, store: Store): void {
   const get = async (ctx: Context & { params: { email: string } }) => {
     const email = ctx.params.email.trim().toLowerCase();
-    if (!/^[^\s@/]+@[^\s@/]+$/.test(email) || email.length > 320) throw new BadRequestError('Not an email address');
+    if (!isEmailAddress(email)) throw new BadRequestError('Not an email address');
     const keys = await store.listByEmail(email);
     ctx.body = { publicKeys: keys.map((k) => ({ publicKey: k.publicKey })) };
   };
