@@ -27,15 +27,21 @@ async function main(argv: readonly string[]): Promise<number> {
   // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
   const logger = createLogger(config.logger, { batchStdout: cluster.isWorker });
   logCrashes(logger);
-  switch (args.command) {
-    case 'serve':
-      return serve(config, logger);
-    case 'test-store-connection':
-      return testStoreConnection(config, logger);
-    case 'export':
-      return exportKeys(config, logger, args.file!, args.passphraseFile);
-    case 'import':
-      return importKeys(config, logger, args.file!, args.passphraseFile);
+  try {
+    switch (args.command) {
+      case 'serve':
+        return await serve(config, logger);
+      case 'test-store-connection':
+        return await testStoreConnection(config, logger);
+      case 'export':
+        return await exportKeys(config, logger, args.file!, args.passphraseFile);
+      case 'import':
+        return await importKeys(config, logger, args.file!, args.passphraseFile);
+    }
+  } finally {
+    // Remote outputs deliver in the background: an --export or --import must not exit before its
+    // audit entries are out (or reported lost). A second flush, after serve's own, does nothing.
+    await logger.flush();
   }
 }
 
