@@ -34,7 +34,9 @@ export function validateSplunkSettings(settings: SplunkSettings): SplunkTarget {
   try {
     url = new URL(settings.url);
   } catch {
-    throw new ConfigError(`logger.splunk.url: '${settings.url}' is not a URL; expected the HTTP Event Collector base URL, e.g. https://splunk:8088`);
+    // Not repeated when it may carry credentials (user:password@host).
+    const given = settings.url.includes('@') ? 'the value' : `'${settings.url}'`;
+    throw new ConfigError(`logger.splunk.url: ${given} is not a URL; expected the HTTP Event Collector base URL, e.g. https://splunk:8088`);
   }
   const shown = `${url.protocol}//${url.host}${url.pathname}`;
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
