@@ -27,7 +27,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       acl.authorizePrivateKeys(identity, identity.email);
       return identity;
     } catch (e) {
-      await audited(ctx, event, identity, () => Promise.reject(e));
+      auditRefusal(ctx, event, identity, e);
       throw e;
     }
   };
@@ -77,15 +77,25 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
 async function audited(
   ctx: Ctx,
   event: AuditEvent,
-  identity: Identity | undefined,
+  identity: Identity,
   op: () => Promise<{ fingerprints: string[]; change?: UpsertResult }>,
 ): Promise<void> {
-  const common = { event, email: identity?.email, clientAddress: ctx.ip, userAgent: ctx.get('User-Agent') || undefined };
+  let outcome: { fingerprints: string[]; change?: UpsertResult };
   try {
-    const outcome = await op();
-    audit(ctx.state.logger, { ...common, fingerprints: outcome.fingerprints, change: outcome.change, status: 200 });
+    outcome = await op();
   } catch (e) {
-    audit(ctx.state.logger, { ...common, fingerprints: [], status: e instanceof EkmError ? e.status : 500, code: e instanceof EkmError ? e.code : 'ERR_INTERNAL' });
+    auditRefusal(ctx, event, identity, e);
     throw e;
   }
+  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: outcome.fingerprints, change: outcome.change, status: 200 });
+}
+
+/** The audit entry of a key operation that was refused or failed (identity undefined: before the token was verified). */
+function auditRefusal(ctx: Ctx, event: AuditEvent, identity: Identity | undefined, e: unknown): void {
+  const status = e instanceof EkmError ? e.status : 500;
+  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: [], status, code: e instanceof EkmError ? e.code : 'ERR_INTERNAL' });
+}
+
+function auditContext(ctx: Ctx, event: AuditEvent, identity: Identity | undefined) {
+  return { event, email: identity?.email, clientAddress: ctx.ip, userAgent: ctx.get('User-Agent') || undefined };
 }
