@@ -68,7 +68,10 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   app.use(async (ctx, next) => {
     await next();
     if (ctx.body !== undefined) return;
-    if (ctx.status === 404) throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+    // 501 with nothing allowed: a method no route has, on a path no route has.
+    if (ctx.status === 404 || (ctx.status === 501 && !ctx.response.get('Allow'))) {
+      throw new NotFoundError('Not found', `No endpoint at ${ctx.method} ${ctx.path}`);
+    }
     if (ctx.status === 405 || ctx.status === 501) {
       throw new MethodNotAllowedError('Method not allowed on this path', `Allowed: ${ctx.response.get('Allow')}`);
     }

@@ -260,6 +260,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     const unknownMethod = await call('/v1/keys/public/alice@example.com', { method: 'PROPFIND' });
     assertError(unknownMethod, 405);
     assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
+    assertError(await call('/no/such/path', { method: 'PROPFIND' }), 404);
     assertError(await call('/no/such/path'), 404);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
   });
