@@ -12,14 +12,17 @@ function loggerWith(output: BoundedOutput): winston.Logger {
 describe('BoundedOutput', () => {
   it('delivers every entry, in order, with at most `concurrency` deliveries in flight', async () => {
     const delivered: unknown[] = [];
+    const started: unknown[] = [];
+    const losses: LossReport[] = [];
     let inFlight = 0;
     let maxInFlight = 0;
     const output = new BoundedOutput({
       output: 'Test',
       concurrency: 3,
-      onLoss: () => assert.fail('nothing should be lost'),
+      onLoss: (report) => losses.push(report),
       deliver: ([info, ...more]: readonly LogInfo[], done) => {
         assert.equal(more.length, 0, 'one record per delivery by default');
+        started.push(info?.['n']);
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
         setTimeout(() => {
@@ -33,17 +36,20 @@ describe('BoundedOutput', () => {
     for (let n = 0; n < 30; n++) logger.info('entry', { n });
     await output.drain(5000);
     assert.equal(delivered.length, 30);
+    assert.deepEqual(started, Array.from({ length: 30 }, (_, n) => n), 'handed to deliver in order');
+    assert.deepEqual(losses, [], 'nothing should be lost');
     assert.equal(maxInFlight, 3);
     assert.deepEqual(output.totals, { accepted: 30, delivered: 30, dropped: 0, failed: 0 });
   });
 
   it('sends what queued up during a delivery together, up to maxBatch', async () => {
     const batches: number[][] = [];
+    const losses: LossReport[] = [];
     const output = new BoundedOutput({
       output: 'Batching',
       concurrency: 1,
       maxBatch: 10,
-      onLoss: () => assert.fail('nothing should be lost'),
+      onLoss: (report) => losses.push(report),
       deliver: (batch, done) => {
         batches.push(batch.map((info) => info['n'] as number));
         setTimeout(() => done(), 10);
@@ -53,17 +59,19 @@ describe('BoundedOutput', () => {
     for (let n = 0; n < 25; n++) logger.info('entry', { n });
     await output.drain(5000);
     assert.deepEqual(batches.map((b) => b.length), [1, 10, 10, 4]);
+    assert.deepEqual(losses, [], 'nothing should be lost');
     assert.deepEqual(batches.flat(), Array.from({ length: 25 }, (_, n) => n));
   });
 
   it('with lingerMs, records logged close together share one delivery', async () => {
     const batches: number[] = [];
+    const losses: LossReport[] = [];
     const output = new BoundedOutput({
       output: 'Lingering',
       concurrency: 2,
       maxBatch: 50,
       lingerMs: 50,
-      onLoss: () => assert.fail('nothing should be lost'),
+      onLoss: (report) => losses.push(report),
       deliver: (batch, done) => {
         batches.push(batch.length);
         done();
@@ -79,6 +87,7 @@ describe('BoundedOutput', () => {
     for (let n = 0; n < 120; n++) logger.info('burst', { n });
     await output.drain(1000);
     assert.deepEqual(batches, [5, 50, 50, 20], 'a full batch does not wait');
+    assert.deepEqual(losses, [], 'nothing should be lost');
   });
 
   it('counts a failed batch as that many failed records', async () => {
