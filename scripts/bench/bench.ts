@@ -16,11 +16,12 @@ import { join, resolve } from 'node:path';
 import { BASELINE_KINDS, type BaselineKind } from './baseline-server.js';
 import { STORES_UNDER_TEST, type PreparedStore, type SubjectId } from './bench-stores.js';
 import { AUDIENCE, benchUsers, DOMAIN, startIdp, type Idp } from './fixtures.js';
-import { freePort, ServerProcess } from './server-process.js';
+import { freePort } from '../../test/support/processes.js';
+import { MAIN, writeProperties } from '../../test/support/ekm-daemon.js';
+import { ServerProcess } from './server-process.js';
 import { ensureWrk, runWrk, writeRequests, type BenchRequest, type WrkResult } from './wrk.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
-const MAIN = join(ROOT, 'build/src/main.js');
 const BASELINE_SERVER = join(ROOT, 'build/scripts/bench/baseline-server.js');
 const RESULTS_DIR = join(ROOT, 'bench-results');
 const CACHE_DIR = join(RESULTS_DIR, 'cache');
@@ -351,8 +352,7 @@ async function startDaemon(runDir: string, options: Options, idp: Idp, store: Pr
     'auth.openid.audience': AUDIENCE,
     'acl.type': 'SimpleAcl',
   };
-  const configFile = join(dir, 'flowcrypt-email-key-manager.properties');
-  writeFileSync(configFile, Object.entries(properties).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+  const configFile = writeProperties(dir, properties);
   // Node refuses --cpu-prof in NODE_OPTIONS; on the command line it reaches the workers too,
   // since cluster.fork() passes the primary's execArgv on.
   const profile = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`];

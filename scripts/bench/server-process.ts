@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 /**
  * A server under test (the EKM daemon or a baseline), started as its own process tree with its
  * output appended to a file (as journald would receive it; held in memory it would cost the
@@ -7,8 +5,9 @@ import { createServer } from 'node:net';
  * stops only those.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, truncateSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import http from 'node:http';
+import { childPids } from '../../test/support/processes.js';
 
 export interface ServerStart {
   /** Shown in messages. */
@@ -130,13 +129,7 @@ export class ServerProcess {
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     this.child.kill('SIGTERM');
     const timer = setTimeout(() => {
-      for (const pid of workers) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      workers.forEach(tryKill);
       this.child.kill('SIGKILL');
     }, graceMs);
     await exited;
@@ -179,27 +172,3 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** PIDs of the direct children of a process, read from /proc. */
-export function childPids(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-/** A free TCP port on 127.0.0.1 (bound and released: good enough for tests and benchmarks). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
-}

@@ -5,7 +5,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { freePort, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { freePort } from '../support/processes.js';
 import { TestPki } from '../support/test-pki.js';
 
 const version = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }).version;

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as openpgp from 'openpgp';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { freePort } from '../support/ekm-daemon.js';
+import { freePort } from '../support/processes.js';
 import { TestPki } from '../support/test-pki.js';
 import { NspawnContainer, run, type RunResult } from './nspawn-container.js';
 

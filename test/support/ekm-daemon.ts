@@ -3,13 +3,11 @@ import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { childPids, freePort } from '../../scripts/bench/server-process.js';
 import { request } from './http-client.js';
+import { childPids, freePort } from './processes.js';
 
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
-
-export { freePort };
 
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {

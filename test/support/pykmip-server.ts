@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeystoreRef, KmipStoreConfig } from '../../src/config/config.js';
 import { KmipClient } from '../../src/stores/kmip/kmip-client.js';
 import { DEFAULT_POOL_OPTIONS } from '../../src/stores/kmip/kmip-connection-pool.js';
 import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
+import { freePort } from './processes.js';
 import { TestPki, type IssuedCert, type Pkcs12Flavour } from './test-pki.js';
 
 /** The Debian package's interpreter and script (python3-pykmip); not whatever python3 is first on PATH. */
@@ -197,16 +198,6 @@ export class PykmipServer {
     if (this.child?.pid === undefined) throw new Error('PyKMIP server is not running');
     this.killGroup(signal);
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 function accepts(host: string, port: number): Promise<boolean> {
