@@ -134,16 +134,20 @@ describe('--export and --import', () => {
     for (const target of TARGET_STORES) {
       const dir = join(root, `target-${target.name}`);
       const { properties, cleanup } = await target.setup(dir);
-      const config = newConfig(root, `target-${target.name}`, properties);
-      const first = await runEkm([`--config=${config}`, `--import=${file}`]);
-      assert.equal(first.code, 0, first.output);
-      assert.match(first.output, /Imported 4 keys in .*: 4 added, 0 updated, 0 unchanged, 0 refused/);
-      assert.deepEqual(await contents(config), expected, target.name);
-      const second = await runEkm([`--config=${config}`, `--import=${file}`]);
-      assert.equal(second.code, 0, second.output);
-      assert.match(second.output, /Imported 4 keys in .*: 0 added, 0 updated, 4 unchanged, 0 refused/);
-      assert.deepEqual(await contents(config), expected, `${target.name} after a second import`);
-      await cleanup?.();
+      try {
+        const config = newConfig(root, `target-${target.name}`, properties);
+        const first = await runEkm([`--config=${config}`, `--import=${file}`]);
+        assert.equal(first.code, 0, first.output);
+        assert.match(first.output, /Imported 4 keys in .*: 4 added, 0 updated, 0 unchanged, 0 refused/);
+        assert.deepEqual(await contents(config), expected, target.name);
+        const second = await runEkm([`--config=${config}`, `--import=${file}`]);
+        assert.equal(second.code, 0, second.output);
+        assert.match(second.output, /Imported 4 keys in .*: 0 added, 0 updated, 4 unchanged, 0 refused/);
+        assert.deepEqual(await contents(config), expected, `${target.name} after a second import`);
+      } finally {
+        // A PyKMIP server left running would keep the test process alive.
+        await cleanup?.();
+      }
     }
   });
 

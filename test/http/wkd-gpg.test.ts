@@ -174,13 +174,14 @@ describe('Web Key Directory with GnuPG as the client', { timeout: 180_000 }, () 
     // dirmngr and gpg-agent of this GNUPGHOME only, by their sockets.
     if (gnupgHome !== undefined) spawnSync('gpgconf', ['--kill', 'all'], { env: { ...process.env, GNUPGHOME: gnupgHome }, stdio: 'ignore' });
     restoreSystemFiles?.();
+    // Stop and remove first: a failed check below must not leave the daemon on :443 running.
+    await ekm?.stop();
+    pki?.remove();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     if (systemFiles !== undefined) {
       assert.equal(readFileSync(SYSTEM_HOSTS, 'utf8'), systemFiles.hosts, `${SYSTEM_HOSTS} was not restored`);
       assert.equal(readFileSync(SYSTEM_CA_BUNDLE, 'utf8'), systemFiles.bundle, `${SYSTEM_CA_BUNDLE} was not restored`);
     }
-    await ekm?.stop();
-    pki?.remove();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
   });
 
   const locate = (email: string) => gpg(['--batch', '--no-tty', '--auto-key-locate', 'clear,wkd', '--locate-keys', email]);

@@ -69,6 +69,7 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
   let dir: string;
   const daemons: EkmDaemon[] = [];
   const stopped = new Set<EkmDaemon>();
+  let hole: Awaited<ReturnType<typeof blackhole>> | undefined;
 
   const startDaemon = (options: { level: string; splunkUrl: string; grpcProxy: string; dbFolder: string; types?: string }) =>
     EkmDaemon.start({
@@ -145,6 +146,7 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
 
   after(async () => {
     for (const daemon of daemons) if (!stopped.has(daemon)) await daemon.stop('SIGKILL');
+    hole?.close();
     await splunk?.close();
     await cloud?.close();
     await proxy?.close();
@@ -238,7 +240,7 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
 
     // --- Latency: three daemons side by side, one request to each in turn so that they share the
     // machine's load alike: collectors up (this one), stdout only, and collectors that never answer.
-    const hole = await blackhole();
+    hole = await blackhole();
     const stdoutOnly = await startDaemon({
       level: 'info',
       types: 'StdoutLogger',
@@ -276,7 +278,6 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
     // The level filter is not vacuous: at debug the same daemon does write debug entries.
     await sleep(100);
     const result = await stop(deadDaemon);
-    hole.close();
     assert.equal(result.code, 0);
     assert.match(deadDaemon.output, /"level":"debug"/);
     assert.match(deadDaemon.output, /Log output SplunkHttpLogger lost entries/, 'a line on stdout says entries were lost');

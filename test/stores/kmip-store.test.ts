@@ -14,7 +14,12 @@ const deps = () => ({ logger: new MemoryLogger(), setup: true });
 
 runStoreConformance('KmipStore on PyKMIP', async () => {
   const kmip = await PykmipServer.start();
-  return { store: await openKmipStore(kmip.storeConfig(), deps()), cleanup: () => kmip.remove() };
+  try {
+    return { store: await openKmipStore(kmip.storeConfig(), deps()), cleanup: () => kmip.remove() };
+  } catch (e) {
+    await kmip.remove();
+    throw e;
+  }
 });
 
 describe('KmipStore on PyKMIP', () => {
