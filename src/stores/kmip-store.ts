@@ -20,13 +20,6 @@ const ATTRIBUTE_BATCH = 200;
 export interface KmipStoreOptions {
   /** Connection pool sizes and timeouts (tests shorten them). */
   readonly pool?: Partial<KmipPoolOptions>;
-  /**
-   * Whether this process may create the index key on a KMIP server that has none visible to it.
-   * Default: `deps.setup`. A daemon serving clients passes false, so that a host whose client identity
-   * cannot see the deployment's objects answers 503 instead of an empty key list; setup commands
-   * (`--test-store-connection`, `--import`) pass true.
-   */
-  readonly createIndexKey?: boolean;
 }
 
 /**
@@ -44,7 +37,10 @@ export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependen
     truststoreFile: config.truststore?.file,
     pool: { ...DEFAULT_POOL_OPTIONS, ...options.pool },
   });
-  return new KmipStore(client, deps.logger, options.createIndexKey ?? deps.setup ?? false);
+    // Only setup commands (--test-store-connection, --import) may create the index key on a server
+  // that has none visible to this client: a serving daemon whose identity cannot see the
+  // deployment's objects answers 503 instead of an empty key list.
+  return new KmipStore(client, deps.logger, deps.setup ?? false);
 }
 
 /**
