@@ -27,5 +27,8 @@ export class Progress {
     if (!this.drawn) return;
     this.stream.write('\r\x1b[2K');
     this.drawn = false;
+    // Redraw at the next update: a command that clears before each of its own lines would
+    // otherwise leave the line blank for most of every interval.
+    this.last = 0;
   }
 }
