@@ -260,10 +260,10 @@ class EncryptedDbStore implements Store {
 
   private decrypt(row: KeyRow): StoredKey {
     const plain = open(this.keys.encryption, row.iv, row.record, aad(row.owner, row.fp));
-    if (plain === undefined) {
+    const parsed = plain === undefined ? undefined : parseRecord(plain);
+    if (parsed === undefined) {
       throw new StoreUnavailableError(`Stored record ${row.id} failed its integrity check; the database may be damaged or tampered with`);
     }
-    const parsed = JSON.parse(plain.toString('utf8')) as { e: string; f: string; k: string; p: string };
     return Object.freeze({ email: parsed.e, fingerprint: parsed.f, privateKey: parsed.k, publicKey: parsed.p });
   }
 
@@ -318,6 +318,15 @@ class RecentReads {
 
 function toRecord(key: StoredKey) {
   return { e: key.email, f: key.fingerprint, k: key.privateKey, p: key.publicKey };
+}
+
+/** undefined for text that is not JSON, without the SyntaxError, whose message quotes the decrypted text. */
+function parseRecord(plain: Buffer): { e: string; f: string; k: string; p: string } | undefined {
+  try {
+    return JSON.parse(plain.toString('utf8')) as { e: string; f: string; k: string; p: string };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Binds a record to its row: a ciphertext moved to another owner or fingerprint fails to open. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createCipheriv, hkdfSync, randomBytes, scryptSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,31 @@ describe('EncryptedDbStore encryption', () => {
     raw.prepare('UPDATE keys SET record = ? WHERE id = ?').run(row.record, row.id);
     raw.close();
     await assert.rejects(store.listByEmail('tamper@example.com'), StoreUnavailableError);
+    await store.close();
+  });
+
+  it('refuses a record that decrypts to something other than a record, without quoting it', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    await store.upsert(makeKey('garbled@example.com'));
+    // Re-seal the row, with the store's own key and AAD, over text that is not JSON.
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    const kdf = JSON.parse((raw.prepare("SELECT value FROM meta WHERE name = 'kdf'").get() as { value: Buffer }).value.toString()) as { N: number; r: number; p: number; maxmem: number; salt: string };
+    const master = scryptSync(config.encryptionKey, Buffer.from(kdf.salt, 'base64'), 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: kdf.maxmem });
+    const key = Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm record encryption', 32));
+    const row = raw.prepare('SELECT id, owner, fp FROM keys').get() as { id: number; owner: Buffer; fp: Buffer };
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(Buffer.concat([Buffer.from('ekm-key-v1'), row.owner, row.fp]));
+    const sealed = Buffer.concat([cipher.update('secret-plaintext-not-json'), cipher.final(), cipher.getAuthTag()]);
+    raw.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?').run(iv, sealed, row.id);
+    raw.close();
+    await assert.rejects(store.listByEmail('garbled@example.com'), (e: unknown) => {
+      assert.ok(e instanceof StoreUnavailableError);
+      assert.match(e.message + e.details, /integrity check/);
+      assert.doesNotMatch(`${e.message} ${e.details} ${String(e.cause)}`, /secret-plaintext/);
+      return true;
+    });
     await store.close();
   });
 

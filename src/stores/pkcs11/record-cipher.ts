@@ -69,7 +69,13 @@ export class RecordCipher {
       this.assertKeysPresent();
       throw integrityFailure(e);
     }
-    const r = JSON.parse(plaintext.toString('utf8')) as { e: string; f: string; k: string; p: string; c: number; w: number };
+    let r: { e: string; f: string; k: string; p: string; c: number; w: number };
+    try {
+      r = JSON.parse(plaintext.toString('utf8')) as typeof r;
+    } catch {
+      // Without the SyntaxError: its message quotes the decrypted text.
+      throw integrityFailure();
+    }
     return { key: { email: r.e, fingerprint: r.f, privateKey: r.k, publicKey: r.p }, createdAt: r.c, writtenAt: r.w };
   }
 
