@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
 import { ConfigError } from '../errors.js';
+import { isSecretFieldName } from '../logging/redact-secrets.js';
 import type { Config, KeystoreRef, LogLevel, StoreConfig } from './config.js';
 import { SCHEMA, SCHEMA_BY_NAME, type PropertyDef, type RawProperties } from './schema.js';
 
@@ -219,12 +220,14 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
   };
 }
 
-const SECRET_FIELDS = new Set(['password', 'encryptionKey', 'pin', 'token']);
-
+/**
+ * The config with every secret string replaced, by the logger's own list of secret field names
+ * (only strings: the KMIP `key` object, file and password, stays, its password redacted).
+ */
 function redacted(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redacted);
   if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_FIELDS.has(k) ? '[redacted]' : redacted(v)]));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, typeof v === 'string' && isSecretFieldName(k) ? '[redacted]' : redacted(v)]));
 }
 
 /** The known property closest to a misspelt one (Levenshtein distance), if any is close enough. */
