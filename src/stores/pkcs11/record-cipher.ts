@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { StoreUnavailableError } from '../../errors.js';
 import type { StoredKey } from '../store.js';
-import type { RecordKeys } from './record-keys.js';
+import { readUlong, type RecordKeys } from './record-keys.js';
 import type { TokenSession } from './token-session.js';
 
 /** What one data object holds, encrypted. */
@@ -86,7 +86,7 @@ export class RecordCipher {
    */
   assertKeysPresent(): void {
     const [cls] = this.session.lib.C_GetAttributeValue(this.session.handle, this.keys.record, [{ type: pkcs11js.CKA_CLASS }]);
-    if (cls?.value.readUIntLE(0, Math.min(cls.value.length, 6)) !== pkcs11js.CKO_SECRET_KEY) throw new Error('The record key handle no longer names the record key');
+    if (readUlong(cls?.value) !== pkcs11js.CKO_SECRET_KEY) throw new Error('The record key handle no longer names the record key');
   }
 
   private hmac(data: string): Buffer {

@@ -53,16 +53,10 @@ export function findOrCreateRecordKeys(session: TokenSession): RecordKeys {
  */
 function findKey(session: TokenSession, spec: KeySpec): pkcs11js.Handle | undefined {
   const { lib, handle: s } = session;
-  lib.C_FindObjectsInit(s, [
+  const handles = session.find([
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
     { type: pkcs11js.CKA_LABEL, value: spec.label },
-  ]);
-  let handles: pkcs11js.Handle[];
-  try {
-    handles = lib.C_FindObjects(s, 16);
-  } finally {
-    lib.C_FindObjectsFinal(s);
-  }
+  ], 16);
   const keys = handles.map((h) => {
     const attrs = lib.C_GetAttributeValue(s, h, [
       { type: pkcs11js.CKA_ID },
@@ -104,16 +98,10 @@ function generateKey(session: TokenSession, spec: KeySpec): pkcs11js.Handle {
 }
 
 function recordsExist(session: TokenSession): boolean {
-  const { lib, handle: s } = session;
-  lib.C_FindObjectsInit(s, [
+  return session.find([
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
     { type: pkcs11js.CKA_APPLICATION, value: RECORD_APPLICATION },
-  ]);
-  try {
-    return lib.C_FindObjects(s, 1).length > 0;
-  } finally {
-    lib.C_FindObjectsFinal(s);
-  }
+  ], 1).length > 0;
 }
 
 /** CK_BBOOL: one byte. */
@@ -122,7 +110,7 @@ function isTrue(value: Buffer | undefined): boolean {
 }
 
 /** CK_ULONG in the platform's byte order and width (little-endian on the platforms we ship for). */
-function readUlong(value: Buffer | undefined): number {
+export function readUlong(value: Buffer | undefined): number {
   if (value === undefined || value.length === 0) return -1;
   return value.readUIntLE(0, Math.min(value.length, 6));
 }

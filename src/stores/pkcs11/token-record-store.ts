@@ -37,7 +37,6 @@ interface StoredObject {
   readonly value: Buffer;
 }
 
-const FIND_BATCH = 256;
 const SCAN_PAGE = 100;
 const SCAN_IDLE_MS = 5 * 60_000;
 const MAX_SCANS = 16;
@@ -350,18 +349,7 @@ export class TokenRecordStore {
 
   /** C_FindObjects* to the end, then proof that the token is still there (see assertKeysPresent). */
   private find(c: Connection, template: pkcs11js.Template): pkcs11js.Handle[] {
-    const { lib, handle: s } = c.session;
-    const found: pkcs11js.Handle[] = [];
-    lib.C_FindObjectsInit(s, template);
-    try {
-      for (;;) {
-        const batch = lib.C_FindObjects(s, FIND_BATCH);
-        found.push(...batch);
-        if (batch.length < FIND_BATCH) break;
-      }
-    } finally {
-      lib.C_FindObjectsFinal(s);
-    }
+    const found = c.session.find(template);
     c.cipher.assertKeysPresent();
     return found;
   }

@@ -2,6 +2,9 @@ import pkcs11js from 'pkcs11js';
 import { ConfigError } from '../../errors.js';
 import { ckrName, openFailure, tokenNotInitialised, userPinNotSet } from './pkcs11-failure.js';
 
+/** Handles asked for per C_FindObjects call when finding every match. */
+const FIND_BATCH = 256;
+
 /**
  * A logged-in read/write session on the module's one initialised token, opened after C_Initialize.
  *
@@ -50,6 +53,26 @@ export class TokenSession {
     } catch (e) {
       finalize(lib);
       throw e;
+    }
+  }
+
+  /**
+   * C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal: at most `max` handles, or every match
+   * (in batches of FIND_BATCH) when `max` is not given.
+   */
+  find(template: pkcs11js.Template, max?: number): pkcs11js.Handle[] {
+    const { lib, handle: s } = this;
+    lib.C_FindObjectsInit(s, template);
+    try {
+      if (max !== undefined) return lib.C_FindObjects(s, max);
+      const found: pkcs11js.Handle[] = [];
+      for (;;) {
+        const batch = lib.C_FindObjects(s, FIND_BATCH);
+        found.push(...batch);
+        if (batch.length < FIND_BATCH) return found;
+      }
+    } finally {
+      lib.C_FindObjectsFinal(s);
     }
   }
 

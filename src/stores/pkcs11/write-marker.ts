@@ -23,14 +23,7 @@ export class WriteMarker {
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_APPLICATION, value: MARKER_APPLICATION },
     ];
-    const find = () => {
-      lib.C_FindObjectsInit(s, template);
-      try {
-        return lib.C_FindObjects(s, 16);
-      } finally {
-        lib.C_FindObjectsFinal(s);
-      }
-    };
+    const find = () => session.find(template, 16);
     let found = find();
     if (found.length === 0) {
       lib.C_CreateObject(s, [
