@@ -3,7 +3,7 @@ import winston from 'winston';
 import type { LogLevel, LoggerConfig } from '../config/config.js';
 import { BoundedOutput, type LossReport } from './bounded-output.js';
 import type { LogFields, Logger } from './logger.js';
-import { LOG_OUTPUTS } from './output-registry.js';
+import { LOG_OUTPUTS, type PreparedOutput } from './output-registry.js';
 import { redactSecrets } from './redact-secrets.js';
 import type { StackdriverEndpoint } from './stackdriver-output.js';
 import { createStdoutOutput } from './stdout-output.js';
@@ -22,10 +22,15 @@ export interface CreateLoggerOptions {
 /**
  * Checks every configured output's settings (Splunk URL and token, Cloud Logging credentials file)
  * without opening anything; throws a ConfigError naming the property. Returns warnings about
- * settings that work but weaken security. createLogger calls it; the primary may call it earlier.
+ * settings that work but weaken security: the check createLogger makes first, without creating
+ * the outputs. Each output's settings are read once (a credentials file, say), then its factory runs.
  */
 export function validateLoggerConfig(config: LoggerConfig): readonly string[] {
-  return config.types.flatMap((type) => LOG_OUTPUTS[type].validate(config));
+  return prepareOutputs(config).flatMap((output) => output.warnings);
+}
+
+function prepareOutputs(config: LoggerConfig): PreparedOutput[] {
+  return config.types.map((type) => LOG_OUTPUTS[type].prepare(config));
 }
 
 /**
@@ -34,7 +39,8 @@ export function validateLoggerConfig(config: LoggerConfig): readonly string[] {
  * if an output's settings cannot work.
  */
 export function createLogger(config: LoggerConfig, options: CreateLoggerOptions = {}): Logger {
-  const warnings = validateLoggerConfig(config);
+  const prepared = prepareOutputs(config);
+  const warnings = prepared.flatMap((output) => output.warnings);
   const worker = cluster.isWorker ? `worker-${cluster.worker?.id ?? process.pid}` : 'primary';
   const format = winston.format.combine(
     winston.format((info) => {
@@ -51,7 +57,7 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
   const onLoss = (report: LossReport): void => {
     reporter.warn(lossMessage(report), { output: report.output, dropped: report.dropped, failed: report.failed, lastError: report.lastError });
   };
-  const transports = config.types.map((type) => LOG_OUTPUTS[type].create(config, { onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout }));
+  const transports = prepared.map((output) => output.create({ onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout }));
   const base = winston.createLogger({ levels: LEVELS, level: config.level, format, transports, exitOnError: false });
   // A transport error (stdout closed, say) must not become an unhandled 'error' event of the logger.
   base.on('error', () => undefined);

@@ -3,7 +3,7 @@ import type { LoggerConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { LossReport } from './bounded-output.js';
 import { createSplunkOutput, splunkWarnings, validateSplunkSettings } from './splunk-output.js';
-import { createStackdriverOutput, readStackdriverCredentials, type StackdriverEndpoint } from './stackdriver-output.js';
+import { createStackdriverOutput, readStackdriverCredentials, STACKDRIVER_PROPERTY, type StackdriverEndpoint } from './stackdriver-output.js';
 import { createStdoutOutput } from './stdout-output.js';
 
 /** What every output factory is handed besides the logger settings. */
@@ -18,34 +18,39 @@ export interface OutputContext {
 
 type OutputType = LoggerConfig['types'][number];
 
+/** An output whose settings were checked: the warnings they deserve, and its factory. */
+export interface PreparedOutput {
+  /** Settings that work but weaken security. */
+  readonly warnings: readonly string[];
+  readonly create: (context: OutputContext) => winston.transport;
+}
+
 interface OutputDef {
   /**
-   * Throws a ConfigError naming the property if the output's settings cannot work; opens nothing.
-   * Returns warnings for settings that work but weaken security.
+   * Checks the output's settings (reading what they name, such as a credentials file) and opens
+   * nothing; throws a ConfigError naming the property if they cannot work.
    */
-  readonly validate: (config: LoggerConfig) => readonly string[];
-  readonly create: (config: LoggerConfig, context: OutputContext) => winston.transport;
+  readonly prepare: (config: LoggerConfig) => PreparedOutput;
 }
 
 /** The config name of each log output (`logger.types`), its start-up check and its winston transport. */
 export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
   StdoutLogger: {
-    validate: () => [],
-    create: (config, context) => createStdoutOutput(config, { batched: context.batchStdout }),
+    prepare: (config) => ({ warnings: [], create: (context) => createStdoutOutput(config, { batched: context.batchStdout }) }),
   },
   SplunkHttpLogger: {
-    validate: (config) => {
+    prepare: (config) => {
       if (config.splunk === undefined) throw new ConfigError("Property 'logger.splunk.url' not found");
-      return splunkWarnings(config.splunk, validateSplunkSettings(config.splunk));
+      const settings = config.splunk;
+      const target = validateSplunkSettings(settings);
+      return { warnings: splunkWarnings(settings, target), create: (context) => createSplunkOutput(settings, target, context.onLoss) };
     },
-    create: (config, context) => createSplunkOutput(config, context.onLoss),
   },
   StackdriverLogger: {
-    validate: (config) => {
-      if (config.stackdriver === undefined) throw new ConfigError("Property 'logger.stackdriver.credentials.file' not found");
-      readStackdriverCredentials(config.stackdriver.credentialsFile);
-      return [];
+    prepare: (config) => {
+      if (config.stackdriver === undefined) throw new ConfigError(`Property '${STACKDRIVER_PROPERTY}' not found`);
+      const credentials = readStackdriverCredentials(config.stackdriver.credentialsFile);
+      return { warnings: [], create: (context) => createStackdriverOutput(credentials, context.onLoss, context.stackdriverEndpoint) };
     },
-    create: (config, context) => createStackdriverOutput(config, context.onLoss, context.stackdriverEndpoint),
   },
 } as const;

@@ -82,10 +82,7 @@ export function splunkWarnings(settings: SplunkSettings, target: SplunkTarget): 
  * splunk-logging itself defaults to not verifying (its `strictSSL` is false), so this output turns
  * verification on explicitly.
  */
-export function createSplunkOutput(config: LoggerConfig, onLoss: (report: LossReport) => void): BoundedOutput {
-  if (config.splunk === undefined) throw new ConfigError("Property 'logger.splunk.url' not found");
-  const settings = config.splunk;
-  const target = validateSplunkSettings(settings);
+export function createSplunkOutput(settings: SplunkSettings, target: SplunkTarget, onLoss: (report: LossReport) => void): BoundedOutput {
   const verify = !settings.disableCertificateValidation;
 
   const transport = new (loadSplunkStreamEvent())({

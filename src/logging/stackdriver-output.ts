@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import type * as LoggingWinstonModule from '@google-cloud/logging-winston';
-import type { LoggerConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { BoundedOutput, type LogInfo, type LossReport } from './bounded-output.js';
 
-const PROPERTY = 'logger.stackdriver.credentials.file';
+/** The property naming the service account key file. */
+export const STACKDRIVER_PROPERTY = 'logger.stackdriver.credentials.file';
 /** The log the entries go to: projects/<project>/logs/flowcrypt-ekm. */
 export const STACKDRIVER_LOG_NAME = 'flowcrypt-ekm';
 
@@ -54,27 +54,27 @@ export function readStackdriverCredentials(file: string): StackdriverCredentials
     text = readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new ConfigError(`${PROPERTY}: cannot read ${file} (${code})`);
+    throw new ConfigError(`${STACKDRIVER_PROPERTY}: cannot read ${file} (${code})`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new ConfigError(`${PROPERTY}: ${file} is not JSON; expected a Google Cloud service account key file`);
+    throw new ConfigError(`${STACKDRIVER_PROPERTY}: ${file} is not JSON; expected a Google Cloud service account key file`);
   }
   const fields = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
   if (fields['type'] !== 'service_account') {
-    throw new ConfigError(`${PROPERTY}: ${file} is not a service account key file (its "type" must be "service_account")`);
+    throw new ConfigError(`${STACKDRIVER_PROPERTY}: ${file} is not a service account key file (its "type" must be "service_account")`);
   }
   for (const name of ['project_id', 'client_email', 'private_key']) {
     if (typeof fields[name] !== 'string' || fields[name] === '') {
-      throw new ConfigError(`${PROPERTY}: ${file} has no "${name}"`);
+      throw new ConfigError(`${STACKDRIVER_PROPERTY}: ${file} has no "${name}"`);
     }
   }
   try {
     createPrivateKey(fields['private_key'] as string);
   } catch {
-    throw new ConfigError(`${PROPERTY}: the "private_key" in ${file} is not a PEM private key`);
+    throw new ConfigError(`${STACKDRIVER_PROPERTY}: the "private_key" in ${file} is not a PEM private key`);
   }
   return { file, projectId: fields['project_id'] as string, clientEmail: fields['client_email'] as string };
 }
@@ -93,12 +93,10 @@ export function readStackdriverCredentials(file: string): StackdriverCredentials
  * API endpoint nothing is contacted.
  */
 export function createStackdriverOutput(
-  config: LoggerConfig,
+  credentials: StackdriverCredentials,
   onLoss: (report: LossReport) => void,
   endpoint?: StackdriverEndpoint,
 ): BoundedOutput {
-  if (config.stackdriver === undefined) throw new ConfigError(`Property '${PROPERTY}' not found`);
-  const credentials = readStackdriverCredentials(config.stackdriver.credentialsFile);
   // Not on Google Cloud, so say what this is rather than let the library probe the GCE metadata
   // server (169.254.169.254) to detect it. generic_node is Cloud Logging's type for one's own hosts.
   const resource = {
