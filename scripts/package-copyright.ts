@@ -34,7 +34,7 @@ function main(argv: readonly string[]): void {
   const packages = findPackages(nodeModules);
   // The Files patterns are relative to the installed root; nested packages come after their parent,
   // so that the later, more specific paragraph applies (copyright format, "Files" field).
-  const base = relative('/', '/usr/lib/flowcrypt-ekm/node_modules');
+  const base = 'usr/lib/flowcrypt-ekm/node_modules';
   const paragraphs = packages.map((p) => {
     const license = dep5License(p, known);
     return [

@@ -276,18 +276,19 @@ async function main(): Promise<void> {
           const daemon = await startDaemon(runDir, options, idp, prepared, store.name, run.users, warmTokens.get(users[0]!.email)!);
           servers.push(daemon);
           log(`\nEKM on ${store.name} with ${run.users.toLocaleString('en')} users: first 200 after ${daemon.readyMs.toFixed(0)} ms`);
+          const runPairs: PairResult[] = [];
           try {
             for (const subject of subjects) {
               const target: Target = { label: SUBJECT_LABELS[subject], server: daemon, url: daemon.url, requestsFile: subjectFiles[subject] };
-              pairs.push(await measurePair(subject, target, baselines.get(SUBJECT_BASELINE[subject])!, { store: store.name, users: run.users, connections: run.connections }));
+              runPairs.push(await measurePair(subject, target, baselines.get(SUBJECT_BASELINE[subject])!, { store: store.name, users: run.users, connections: run.connections }));
             }
           } finally {
             servers.splice(servers.indexOf(daemon), 1);
             await daemon.stop();
           }
           // The store's own round trip, measured from this process once the daemon is gone.
-          const roundTrip = await prepared.roundTripMs(users[0]!);
-          for (const p of pairs) if (p.store === store.name && p.users === run.users) (p as { storeRoundTripMs: number | undefined }).storeRoundTripMs = roundTrip;
+          const storeRoundTripMs = await prepared.roundTripMs(users[0]!);
+          pairs.push(...runPairs.map((p) => ({ ...p, storeRoundTripMs })));
         } finally {
           await prepared.release();
         }
@@ -402,7 +403,7 @@ function evaluateTargets(pairs: readonly PairResult[]): TargetCheck[] {
     checks.push(check(`${p.store}: warm-token GET req/s against one-at-a-time store round trips (${serial.toFixed(0)}/s)`, median(p.rounds.map((r) => r.subject.rps)) / serial, undefined));
   }
   // The embedded store's rows: a KMIP or HSM row's start and memory include its server's part.
-  const daemonPairs = pairs.filter((p) => p.store === 'EncryptedDbStore');
+  const daemonPairs = pairs.filter(embedded);
   if (daemonPairs.length > 0) {
     const rss = Math.max(...daemonPairs.flatMap((p) => p.subjectRssMb));
     checks.push(check('RSS <= 120 MB per worker after the runs (EncryptedDbStore, largest seen)', rss, (v) => v <= 120, ' MB'));

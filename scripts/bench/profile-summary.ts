@@ -87,7 +87,7 @@ function shortUrl(url: string): string {
   if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
   const build = url.indexOf('/build/');
   if (build >= 0) return url.slice(build + 1);
-  return url.replace(/^node:/, 'node:');
+  return url;
 }
 
 function packageOf(url: string, functionName: string): string {

@@ -140,11 +140,13 @@ export function ensureWrk(log: (line: string) => void): void {
   const how = 'Install it with: sudo apt-get install wrk (Debian/Ubuntu package "wrk")';
   if (process.getuid?.() !== 0 || !commandExists('apt-get')) throw new Error(`wrk is not installed. ${how}`);
   log('wrk is not installed; installing the Debian package wrk with apt-get');
+  const install = () => execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'wrk'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   try {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'wrk'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    install();
   } catch {
+    // The package lists may be missing or stale on a fresh machine.
     execFileSync('apt-get', ['update'], { stdio: 'inherit' });
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'wrk'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    install();
   }
   if (!hasWrk()) throw new Error(`wrk is still not available after apt-get. ${how}`);
 }
