@@ -22,17 +22,19 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
   for (const warning of config.warnings) logger.warn(warning);
   if (config.api.https) loadKeystore(config.api.https);
   if (config.truststore) loadTruststore(config.truststore);
-  try {
-    const store = await openStore(config.store, { logger, setup: false });
-    await store.probe().finally(() => store.close());
-  } catch (e) {
-    if (e instanceof ConfigError) throw e;
-    if (!(e instanceof StoreUnavailableError)) throw e;
-    // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
-    logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
-  }
+  // The host first: for Pkcs11Store the probe below then shares its session instead of opening,
+  // logging in to and closing a second one at every start.
   const host = await startStoreHost(config.store, logger);
   try {
+    try {
+      const store = await openStore(config.store, { logger, setup: false });
+      await store.probe().finally(() => store.close());
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      if (!(e instanceof StoreUnavailableError)) throw e;
+      // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
+      logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
+    }
     return await runPrimary(config, logger);
   } finally {
     await host?.close();
