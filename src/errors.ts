@@ -76,6 +76,16 @@ export class PayloadTooLargeError extends EkmError {
   }
 }
 
+/**
+ * The client closed the connection before its request body arrived. Nobody reads the answer; it is
+ * a debug entry (anyone can cause it, so it must not raise error-level alerts), never a 500.
+ */
+export class ClientAbortedError extends EkmError {
+  constructor() {
+    super(400, 'ERR_CLIENT_ABORTED', 'The client closed the connection before sending the whole request', '');
+  }
+}
+
 /** 415: the request body is not `application/json`. */
 export class UnsupportedMediaTypeError extends EkmError {
   constructor(details = '') {

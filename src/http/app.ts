@@ -11,6 +11,7 @@ import type { Store } from '../stores/store.js';
 import { accessLogMiddleware } from './access-log-middleware.js';
 import type { EkmState } from './ekm-state.js';
 import { errorMiddleware } from './error-middleware.js';
+import { lingeringClose } from './lingering-close.js';
 import { privateKeyRoutes } from './routes/private-key-routes.js';
 import { publicKeyRoutes } from './routes/public-key-routes.js';
 import { serviceRoutes } from './routes/service-routes.js';
@@ -28,7 +29,8 @@ export interface AppParts {
 const PREFIXED_ROUTE = /^(?:\/[^/]+)*?(\/(?:v1\/keys\/|keys\/|\.well-known\/openpgpkey\/).*|\/health|\/error)$/;
 
 /**
- * The Koa application. Middleware order: access log and request id, error rendering, security
+ * The Koa application. Middleware order: lingering close (an answer given before the body was read still
+ * reaches the client), access log and request id, error rendering, security
  * headers, CORS, path prefix removal, routes, then 404/405 for everything else.
  */
 export function createApp(parts: AppParts): Koa<EkmState> {
@@ -36,6 +38,7 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   const app = new Koa<EkmState>({ proxy: false });
   // Errors are rendered by errorMiddleware; Koa's own handler would log to stderr.
   app.silent = true;
+  app.use(lingeringClose);
   app.use(accessLogMiddleware(logger));
   app.use(errorMiddleware);
   app.use(helmet());

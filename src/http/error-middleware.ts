@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { EkmError } from '../errors.js';
+import { ClientAbortedError, EkmError } from '../errors.js';
 import type { EkmState } from './ekm-state.js';
 
 /**
@@ -17,6 +17,7 @@ export const errorMiddleware: Middleware<EkmState> = async (ctx, next) => {
     if (e instanceof EkmError) {
       ({ status, message, details } = e);
       if (status >= 500) ctx.state.logger.warn(message, { code: e.code, details, status });
+      else if (e instanceof ClientAbortedError) ctx.state.logger.debug(message, { code: e.code });
     } else {
       const httpError = e as { status?: unknown; expose?: unknown; message?: unknown };
       if (typeof httpError.status === 'number' && httpError.status >= 400 && httpError.status < 500 && httpError.expose === true) {

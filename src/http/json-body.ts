@@ -1,5 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'koa';
-import { BadRequestError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../errors.js';
+import { BadRequestError, ClientAbortedError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../errors.js';
 
 /** Largest request body accepted. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -14,20 +15,10 @@ export async function readJsonObject(ctx: Context): Promise<Record<string, unkno
   }
   const declared = Number(ctx.get('Content-Length') || '0');
   if (declared > MAX_BODY_BYTES) throw new PayloadTooLargeError(MAX_BODY_BYTES);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      // Stop reading; the connection is closed after the answer rather than draining the rest.
-      ctx.set('Connection', 'close');
-      throw new PayloadTooLargeError(MAX_BODY_BYTES);
-    }
-    chunks.push(chunk);
-  }
+  const text = (await readLimited(ctx.req, MAX_BODY_BYTES)).toString('utf8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
     throw new BadRequestError('Request body is not valid JSON');
   }
@@ -50,4 +41,41 @@ export function optionalStringField(body: Record<string, unknown>, name: string)
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') throw new BadRequestError(`Field '${name}' must be a string`);
   return value;
+}
+
+/**
+ * The body, at most `limit` bytes (413 past it). Read with listeners rather than `for await`: leaving
+ * an async iterator destroys the request and its socket before the 413 is written, and the client
+ * sees a reset. On overflow the request is only paused; lingeringClose discards the rest.
+ */
+function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (error?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (error === undefined) resolve(Buffer.concat(chunks));
+      else reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        finish(new PayloadTooLargeError(limit));
+      } else {
+        chunks.push(chunk);
+      }
+    };
+    const onEnd = () => finish();
+    // The request stream fails only when the client goes away mid-body (ECONNRESET 'aborted').
+    const onError = () => finish(new ClientAbortedError());
+    const onClose = () => finish(new ClientAbortedError());
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
 }
