@@ -69,7 +69,8 @@ export function createApp(parts: AppParts): Koa<EkmState> {
     if (m !== null && m[1] !== '' && !(m[2]!.startsWith('/keys/') && VERSION_SEGMENT.test(m[1]!))) ctx.path = m[2]!;
     await next();
   });
-  const router = new Router<EkmState>();
+  // Paths are case-sensitive (/V1/Keys/Private is no route), as the API's own documentation says.
+  const router = new Router<EkmState>({ sensitive: true });
   serviceRoutes(router, config, store);
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);
