@@ -7,6 +7,9 @@ import type { Config } from '../config/config.js';
 import { createApp } from '../http/app.js';
 import { createHttpServer } from '../http/http-server.js';
 import type { Logger } from '../logging/logger.js';
+import { answerMetricsRequests } from '../metrics/cluster-metrics.js';
+import { measuredAuthenticator } from '../metrics/measured-authenticator.js';
+import { MeasuredStore } from '../metrics/measured-store.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
@@ -34,13 +37,14 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     if (m?.type === 'shutdown') stop();
   });
   cluster.worker?.on('disconnect', () => stop());
+  answerMetricsRequests();
   try {
-    const store = await openStore(config.store, { logger, setup: false });
+    const store = new MeasuredStore(await openStore(config.store, { logger, setup: false }));
     const app = createApp({
       config,
       logger,
       store,
-      authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
+      authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
     const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);

@@ -31,6 +31,10 @@ export interface ApiConfig {
   /** undefined: every origin is allowed. */
   readonly corsOrigins: readonly string[] | undefined;
   readonly keyProvisioning: (typeof KEY_PROVISIONING)[number];
+  /** Addresses and CIDRs of the reverse proxies whose X-Forwarded-* headers are believed; empty: none. */
+  readonly trustedProxies: readonly string[];
+  /** The Prometheus metrics listener (plain HTTP); undefined: off. */
+  readonly metrics: { readonly hostname: string; readonly port: number } | undefined;
 }
 
 export interface EncryptedDbStoreConfig {

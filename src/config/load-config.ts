@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
+import { trustedProxyProblem } from '../http/client-address.js';
 import { corsOriginProblem } from '../http/cors-origins.js';
 import { ConfigError } from '../errors.js';
 import { isSecretFieldName } from '../logging/redact-secrets.js';
@@ -127,6 +128,7 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       return value;
     case 'list':
     case 'origin-list':
+    case 'address-list':
     case 'enum-list': {
       const items = value.split(',').map((s) => s.trim());
       if (items.some((s) => s === '')) {
@@ -135,6 +137,12 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       if (def.type === 'origin-list') {
         for (const item of items) {
           const problem = corsOriginProblem(item);
+          if (problem !== undefined) throw new ConfigError(`[${item}] is not a valid option for property [${def.name}]; ${problem}`);
+        }
+      }
+      if (def.type === 'address-list') {
+        for (const item of items) {
+          const problem = trustedProxyProblem(item);
           if (problem !== undefined) throw new ConfigError(`[${item}] is not a valid option for property [${def.name}]; ${problem}`);
         }
       }
@@ -198,6 +206,8 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       https: httpsEnabled ? keystore('api.https.key.file', 'api.https.key.password') : undefined,
       corsOrigins: opt<string[]>('api.cors.origins'),
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
+      trustedProxies: opt<string[]>('api.proxy.trusted') ?? [],
+      metrics: v.has('api.metrics.port') ? { hostname: str('api.metrics.hostname'), port: v.get('api.metrics.port') as number } : undefined,
     },
     truststore: keystore('truststore.file', 'truststore.password'),
     store,
