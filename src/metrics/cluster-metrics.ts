@@ -2,6 +2,16 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { registry } from './ekm-metrics.js';
 
+/**
+ * prom-client's default metrics include gauges named `nodejs_active_{handles,requests,resources}_total`,
+ * which Prometheus' naming rules (and `promtool check metrics`) keep for counters; the same counts
+ * are exported by type without the suffix (`nodejs_active_handles{type=...}`), so they are left out.
+ */
+function isWellNamed(metric: WorkerMetrics[number]): boolean {
+  // The JSON carries the type as a string ('gauge'); prom-client's typings declare a numeric enum.
+  return !(String(metric.type) === 'gauge' && metric.name.endsWith('_total'));
+}
+
 /** A worker that does not answer within this is left out of the scrape (it may be starting or dying). */
 const WORKER_ANSWER_TIMEOUT_MS = 2_000;
 
@@ -53,7 +63,7 @@ export class ClusterMetrics {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
     const answers = await Promise.all(workers.map((w) => this.ask(w)));
     const own = (await registry.getMetricsAsJSON()) as WorkerMetrics;
-    const all = [own, ...answers.filter((a): a is WorkerMetrics => a !== undefined)];
+    const all = [own, ...answers.filter((a): a is WorkerMetrics => a !== undefined)].map((metrics) => metrics.filter(isWellNamed));
     return AggregatorRegistry.aggregate(all).metrics();
   }
 

@@ -158,18 +158,6 @@ describe('end to end: Prometheus scrapes the daemon (2 workers, HTTPS API, plain
     assert.equal(output.trim(), '', output);
   });
 
-  it('counts a replaced worker as a restart', async () => {
-    const [victim] = ekm.workerPids();
-    process.kill(victim!, 'SIGKILL');
-    const text = await until('the replacement worker', async () => {
-      const t = await scrape();
-      return sample(t, 'ekm_worker_restarts_total') === 1 && sample(t, 'ekm_workers_alive') === 2 ? t : undefined;
-    });
-    assert.equal(sample(text, 'ekm_workers_alive'), 2);
-    // The replacement starts its counters at zero, as Prometheus expects of a restarted target.
-    assert.equal((await call('/')).status, 200);
-  });
-
   it("is scraped by a real Prometheus whose query API returns the EKM's series", async () => {
     const promDir = join(dir, 'prometheus');
     const port = await freePort();
@@ -197,4 +185,16 @@ describe('end to end: Prometheus scrapes the daemon (2 workers, HTTPS API, plain
       throw new Error(`${(e as Error).message}\nPrometheus output:\n${prometheusOutput.slice(-3000)}`);
     }
   });
+  it('counts a replaced worker as a restart', async () => {
+    const [victim] = ekm.workerPids();
+    process.kill(victim!, 'SIGKILL');
+    const text = await until('the replacement worker', async () => {
+      const t = await scrape();
+      return sample(t, 'ekm_worker_restarts_total') === 1 && sample(t, 'ekm_workers_alive') === 2 ? t : undefined;
+    });
+    assert.equal(sample(text, 'ekm_workers_alive'), 2);
+    // The replacement starts its counters at zero, as Prometheus expects of a restarted target.
+    assert.equal((await call('/')).status, 200);
+  });
+
 });
