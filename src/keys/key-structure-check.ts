@@ -11,7 +11,7 @@ export const MAX_SUBKEYS = 16;
 /** Most signature packets on one component (the primary key, a user id, a subkey): self-signatures, revocations and third-party certifications. */
 export const MAX_SIGNATURES_PER_COMPONENT = 32;
 /** Most signature packets on the whole key, counted as sent (before duplicates are removed). */
-export const MAX_SIGNATURES = 128;
+export const MAX_SIGNATURES = 64;
 /** Smallest RSA modulus accepted, in bits. */
 export const MIN_RSA_BITS = 2048;
 /**
