@@ -12,10 +12,10 @@ export const KEY_VERIFICATION_THREADS = 1;
 export const KEY_VERIFICATION_DEADLINE_MS = 2_000;
 /** Most keys waiting for a verification thread per process; more are answered 503 at once. */
 export const MAX_QUEUED_KEY_VERIFICATIONS = 32;
-/** Longest a key waits for a verification thread before a 503: with the deadline, bounds a PUT's answer to about 4 s. */
+/** Longest a key waits behind other keys' verifications before a 503: with the deadline, bounds a PUT's answer to about 4 s. */
 export const KEY_VERIFICATION_QUEUE_WAIT_MS = 2_000;
-/** An idle verification thread ends after this long, giving back the memory OpenPGP.js takes in it. */
-const IDLE_THREAD_MS = 60_000;
+/** An idle verification thread ends after this long, giving back the 20-30 MB it holds (OpenPGP.js loaded in it). */
+const IDLE_THREAD_MS = 10 * 60_000;
 
 const THREAD_URL = new URL('./key-verification-thread.js', import.meta.url);
 
@@ -76,10 +76,6 @@ export class KeyVerificationPool {
         return;
       }
       this.queue.push(job);
-      job.waitTimer = setTimeout(() => {
-        this.queue.splice(this.queue.indexOf(job), 1);
-        reject(new KeyVerificationBusyError(`The key waited ${this.queueWaitMs} ms for a verification thread`));
-      }, this.queueWaitMs);
       this.dispatch();
     });
   }
@@ -99,7 +95,11 @@ export class KeyVerificationPool {
     await Promise.all([...this.threads].map((t) => this.end(t, new Error('The key verification pool is closed'))));
   }
 
-  /** Starts queued jobs on ready idle threads, starting threads up to the pool size. */
+  /**
+   * Starts queued jobs on ready idle threads, starting threads up to the pool size. A job left
+   * waiting behind other keys' verifications gets its wait limit; one waiting for a thread to start
+   * does not (a start under load can take seconds, and is no reason to turn a key away).
+   */
   private dispatch(): void {
     for (const thread of this.threads) {
       if (this.queue.length === 0) return;
@@ -107,6 +107,13 @@ export class KeyVerificationPool {
     }
     let starting = [...this.threads].filter((t) => !t.ready).length;
     for (; this.queue.length > starting && this.threads.size < this.size; starting += 1) this.start();
+    if (starting > 0) return;
+    for (const job of this.queue) {
+      job.waitTimer ??= setTimeout(() => {
+        this.queue.splice(this.queue.indexOf(job), 1);
+        job.reject(new KeyVerificationBusyError(`The key waited ${this.queueWaitMs} ms for a verification thread`));
+      }, this.queueWaitMs);
+    }
   }
 
   private start(): void {
