@@ -30,12 +30,12 @@ const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) &
 const HASHES = { sha1: [2, 'sha1'], sha256: [8, 'sha256'], sha224: [11, 'sha224'] } as const;
 
 /** A v4 RSA secret key packet's pieces: the public body (what fingerprints and signatures hash) and the packet. */
-export function rsaKeyPacket(options: { modulusBits: number; exponent?: Buffer; algorithm?: number; created?: Date }): { publicBody: Buffer; packet: Buffer; keyId: Buffer; fingerprint: Buffer } {
+export function rsaKeyPacket(options: { modulusBits: number; exponent?: Buffer; created?: Date }): { publicBody: Buffer; packet: Buffer; keyId: Buffer; fingerprint: Buffer } {
   const created = Math.floor((options.created ?? new Date(Date.now() - 86400_000)).getTime() / 1000);
   const publicBody = Buffer.concat([
     Buffer.from([4]),
     u32(created),
-    Buffer.from([options.algorithm ?? 1]),
+    Buffer.from([1]),
     mpi(options.modulusBits, { odd: true }),
     options.exponent ?? Buffer.from([0, 17, 1, 0, 1]),
   ]);
@@ -147,10 +147,19 @@ export function rsaExponentBomb(email: string, signatures = 1): string {
 }
 
 /** A hand-made RSA key with one (unverifiable) self-signature: for the size, exponent and hash checks. */
-export function craftedRsaKey(email: string, options: { modulusBits: number; exponent?: Buffer; hash?: keyof typeof HASHES; algorithm?: number }): string {
+export function craftedRsaKey(email: string, options: { modulusBits: number; exponent?: Buffer; hash?: keyof typeof HASHES }): string {
   const key = rsaKeyPacket(options);
   const userId = Buffer.from(`Crafted <${email}>`);
   return armorPrivateKey([key.packet, packet(13, userId), rsaCertification(key, userId, options.hash ?? 'sha256', options.modulusBits - 8)]);
+}
+
+/** A DSA key (algorithm 17, RFC 9580, section 5.5.5.2) of made-up numbers with a user id: only its algorithm matters. */
+export function craftedDsaKey(email: string): string {
+  const publicBody = Buffer.concat([Buffer.from([4]), u32(Math.floor(Date.now() / 1000) - 86400), Buffer.from([17]), mpi(2048, { odd: true }), mpi(256, { odd: true }), mpi(2047), mpi(2047)]);
+  const x = mpi(255);
+  let sum = 0;
+  for (const b of x) sum = (sum + b) & 0xffff;
+  return armorPrivateKey([packet(5, Buffer.concat([publicBody, Buffer.from([0]), x, Buffer.from([sum >> 8, sum & 0xff])])), packet(13, Buffer.from(`DSA <${email}>`))]);
 }
 
 /** A real key's packets with `copies` copies of its first user id's self-signature. */
