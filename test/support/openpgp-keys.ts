@@ -26,3 +26,15 @@ export async function twoKeysInOneArmor(a: string, b: string): Promise<string> {
   joined.set(binary[1]!, binary[0]!.length);
   return openpgp.armor(openpgp.enums.armor.privateKey, joined);
 }
+
+/**
+ * A real private key whose user ids are exactly these strings, e.g. `Kate <\u212Aate@example.com>`
+ * or with control characters, which OpenPGP.js refuses as an `email` when generating but parses
+ * from any key it reads (as another implementation could have written it).
+ */
+export async function makePrivateKeyWithUserIds(userIds: string[]): Promise<{ armored: string; fingerprint: string }> {
+  // A name is any string to OpenPGP.js, and it writes a name-only user id verbatim.
+  const { privateKey } = await openpgp.generateKey({ userIDs: userIds.map((name) => ({ name })), type: 'curve25519', format: 'armored' });
+  const key = await openpgp.readPrivateKey({ armoredKey: privateKey });
+  return { armored: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
+}
