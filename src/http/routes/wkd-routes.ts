@@ -28,7 +28,7 @@ export const WKD_PATH = /\/\.well-known\/openpgpkey\//;
  * and the FlowCrypt apps) is required; it must hash to `<hash>`.
  */
 export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store): void {
-  const domains = config.org.domains?.map((d) => d.toLowerCase());
+  const domains = config.org.domains;
   const serves = (domain: string) => domains === undefined || domains.includes(domain);
 
   const directDomain = (ctx: Ctx): string | undefined => {
