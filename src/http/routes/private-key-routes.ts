@@ -60,7 +60,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
         ? { publicKey: optionalStringField(body, 'publicKey'), fingerprint: optionalStringField(body, 'fingerprint'), longid: optionalStringField(body, 'longid') }
         : {};
       const key = await validatePrivateKey(armored, identity.email, claimed);
-      const result = await store.upsert(key);
+      const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
       return { fingerprints: [key.fingerprint], change: result };
