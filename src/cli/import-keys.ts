@@ -65,11 +65,12 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
       const email = entry.email.trim().toLowerCase();
       const record = { event: 'private-key.import', email, clientAddress: undefined, userAgent: undefined } as const;
-      const refuse = (reason: string, status: number, code: string) => {
-        report.refused.push({ key: i + 1, email, fingerprint: entry.fingerprint ?? '', reason });
+      // `fingerprint`: the validated key's, once known; until then the one the file claims.
+      const refuse = (reason: string, status: number, code: string, fingerprint = entry.fingerprint) => {
+        report.refused.push({ key: i + 1, email, fingerprint: fingerprint ?? '', reason });
         progress.clear();
-        audit(auditLog, { ...record, fingerprints: entry.fingerprint === undefined ? [] : [entry.fingerprint], status, code });
-        io.out.write(`refused: key #${i + 1} ${email} ${entry.fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
+        audit(auditLog, { ...record, fingerprints: fingerprint === undefined ? [] : [fingerprint], status, code });
+        io.out.write(`refused: key #${i + 1} ${email} ${fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
       };
       const ownerRefusal = checkOwner(email, config.org.domains);
       if (ownerRefusal !== undefined) {
@@ -77,14 +78,14 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
         continue;
       }
       let result: UpsertResult;
-      let fingerprint: string;
+      let fingerprint: string | undefined;
       try {
         const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey });
         fingerprint = key.fingerprint;
         result = await store.upsert(key, config.api.keyLimits);
       } catch (e) {
         if (e instanceof KeyRejectedError || e instanceof KeyLimitError) {
-          refuse(describeFailure(e)!, e.status, e.code);
+          refuse(describeFailure(e)!, e.status, e.code, fingerprint);
           continue;
         }
         if (e instanceof FingerprintConflictError) {

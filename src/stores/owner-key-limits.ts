@@ -27,7 +27,7 @@ export function checkOwnerKeyLimits(held: readonly Pick<StoredKey, 'fingerprint'
     throw new KeyLimitError(
       'ERR_KEY_COUNT_LIMIT',
       `at most ${limits.maxKeys} keys per user: ask your administrator to remove old ones`,
-      `${key.email} holds ${held.length} keys (api.keys.max.per.user)`,
+      `${key.email} holds ${held.length} keys; api.keys.max.per.user is ${limits.maxKeys}`,
     );
   }
   const growth = size(key) - (previous === undefined ? 0 : size(previous));
@@ -37,7 +37,7 @@ export function checkOwnerKeyLimits(held: readonly Pick<StoredKey, 'fingerprint'
     throw new KeyLimitError(
       'ERR_KEY_BYTES_LIMIT',
       `at most ${limits.maxBytes} bytes of keys per user: ask your administrator to remove old ones`,
-      `${key.email} holds ${total} bytes of keys; this key would add ${growth} (api.keys.max.bytes.per.user)`,
+      `${key.email} holds ${total} bytes of keys and this key would add ${growth}; api.keys.max.bytes.per.user is ${limits.maxBytes}`,
     );
   }
 }
