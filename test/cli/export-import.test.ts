@@ -17,7 +17,7 @@ import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
-import { makePrivateKey } from '../support/openpgp-keys.js';
+import { makePrivateKey, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const COMMON = {
@@ -265,8 +265,8 @@ describe('--export and --import', () => {
     assert.match(first.output, /Imported 5 keys in .*: 3 added, 0 updated, 0 unchanged, 2 refused/);
     assert.match(first.output, new RegExp(`refused: key #3 ivy@a\\.test ${ivy[2]!.fingerprint}: at most 2 keys per user: ask your administrator to remove old ones`));
     assert.match(first.output, /refused: key #5 jack@a\.test .*: at most \d+ bytes of keys per user: ask your administrator to remove old ones/);
-    // A held key still gets its update (here a new armor of the same key) at the limit.
-    const renewed = ivy[0]!.armored.replace('-----BEGIN PGP PRIVATE KEY BLOCK-----\n', '-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: renewed\n');
+    // A held key still gets its update (a new expiry) at the limit.
+    const renewed = await withNewExpiry(ivy[0]!.armored, 'ivy@a.test');
     const second = await runEkm([`--config=${target}`, `--import=${write('limits-update.json', [{ email: 'ivy@a.test', privateKey: renewed }])}`]);
     assert.equal(second.code, 0, second.output);
     assert.match(second.output, /1 updated/);
