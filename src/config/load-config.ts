@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
+import { corsOriginProblem } from '../http/cors-origins.js';
 import { ConfigError } from '../errors.js';
 import { isSecretFieldName } from '../logging/redact-secrets.js';
 import type { Config, KeystoreRef, LogLevel, StoreConfig } from './config.js';
@@ -135,10 +136,17 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       if (!def.options?.includes(value)) throw invalidOption(def.options ?? []);
       return value;
     case 'list':
+    case 'origin-list':
     case 'enum-list': {
       const items = value.split(',').map((s) => s.trim());
       if (items.some((s) => s === '')) {
         throw new ConfigError(`[${value}] is not a valid option for property [${def.name}]; expected a comma-separated list with no empty item`);
+      }
+      if (def.type === 'origin-list') {
+        for (const item of items) {
+          const problem = corsOriginProblem(item);
+          if (problem !== undefined) throw new ConfigError(`[${item}] is not a valid option for property [${def.name}]; ${problem}`);
+        }
       }
       if (def.type === 'enum-list') {
         const bad = items.find((s) => !def.options?.includes(s));

@@ -186,6 +186,12 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.equal((await putKey(token, legacy, '/keys/private')).status, 200);
     assert.equal((await putKey(token, { decryptedPrivateKey: frank.armored, publicKey: frank.publicKey, longid: frank.fingerprint.slice(-16) }, '/keys/private')).status, 200);
     assertError(await putKey(token, { ...legacy, fingerprint: alice.fingerprint }, '/keys/private'), 400, /fingerprint sent does not match/);
+    // Browser 8.3.2 sends the older body to /v1, with the same checks.
+    assert.equal((await putKey(token, legacy)).status, 200);
+    assertError(await putKey(token, { ...legacy, publicKey: alice.publicKey }), 400, /public key sent does not match/);
+    // privateKey wins when both are present.
+    assert.equal((await putKey(token, { privateKey: frank.armored, decryptedPrivateKey: 'not a key' })).status, 200);
+    assertError(await putKey(token, { publicKey: frank.publicKey }), 400, /Field 'privateKey' is required/);
     const get = await call('/keys/private', { headers: auth(token) });
     assert.equal(get.status, 200);
     assert.equal(get.json.privateKeys.length, 1);
