@@ -9,6 +9,9 @@ import { isSecretFieldName } from '../logging/redact-secrets.js';
 import type { Config, KeystoreRef, LogLevel, StoreConfig } from './config.js';
 import { SCHEMA, SCHEMA_BY_NAME, type PropertyDef, type RawProperties } from './schema.js';
 
+/** The largest `byte-count` value (1 GiB): beyond it a limit no longer limits anything. */
+const BYTE_COUNT_MAX = 1024 * 1024 * 1024;
+
 export const CONFIG_FILE_NAME = 'flowcrypt-email-key-manager.properties';
 export const SYSTEM_CONFIG_FILE = `/etc/flowcrypt-ekm/${CONFIG_FILE_NAME}`;
 
@@ -123,6 +126,13 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       }
       return n;
     }
+    case 'byte-count': {
+      const n = /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1024 && n <= BYTE_COUNT_MAX)) {
+        throw new ConfigError(`[${value}] is not a valid option for property [${def.name}]; expected a number of bytes from 1024 to ${BYTE_COUNT_MAX}`);
+      }
+      return n;
+    }
     case 'enum':
       if (!def.options?.includes(value)) throw invalidOption(def.options ?? []);
       return value;
@@ -204,6 +214,7 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       https: httpsEnabled ? keystore('api.https.key.file', 'api.https.key.password') : undefined,
       corsOrigins: opt<string[]>('api.cors.origins'),
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
+      keyLimits: { maxKeys: v.get('api.keys.max.per.user') as number, maxBytes: v.get('api.keys.max.bytes.per.user') as number },
     },
     truststore: keystore('truststore.file', 'truststore.password'),
     store,

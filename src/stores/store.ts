@@ -1,4 +1,5 @@
 import type { Logger } from '../logging/logger.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 
 /** One stored private key, as it leaves and enters a store (decrypted; never logged). */
 export interface StoredKey {
@@ -30,9 +31,12 @@ export interface Store {
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.
-   * Throws FingerprintConflictError when the fingerprint belongs to another email.
+   * Throws FingerprintConflictError when the fingerprint belongs to another email, KeyLimitError
+   * when `limits` are given and the owner would go past them (checkOwnerKeyLimits). Where the
+   * backend allows, the check and the write are one step, so that concurrent writers cannot
+   * together go past the limits; each store says how far that holds.
    */
-  upsert(key: StoredKey): Promise<UpsertResult>;
+  upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult>;
   /** Deletes the key of this email and fingerprint; false when there was none. */
   delete(email: string, fingerprint: string): Promise<boolean>;
   /** Every stored key, for export. */

@@ -14,13 +14,14 @@ import { TestPki } from '../support/test-pki.js';
 const AUDIENCE = 'ekm-e2e-extension';
 const KEYSTORE_PASSWORD = 'e2e keystore password 41d2';
 
-/** An error answer: the status, and the body format every client relies on. */
-function assertError(answer: Answer, status: number, message?: RegExp): void {
-  assert.equal(answer.status, status, answer.text);
-  assert.equal(answer.json?.code, status, answer.text);
-  assert.equal(typeof answer.json?.message, 'string', answer.text);
-  assert.equal(typeof answer.json?.details, 'string', answer.text);
-  if (message) assert.match(answer.json.message, message);
+/** An error answer: the status, and the body format every client relies on; `input` names what was sent. */
+function assertError(answer: Answer, status: number, message?: RegExp, input?: string): void {
+  const context = input === undefined ? answer.text : `${input}: ${answer.status} ${answer.text.slice(0, 300)}`;
+  assert.equal(answer.status, status, context);
+  assert.equal(answer.json?.code, status, context);
+  assert.equal(typeof answer.json?.message, 'string', context);
+  assert.equal(typeof answer.json?.details, 'string', context);
+  if (message) assert.match(answer.json.message, message, context);
 }
 
 /** What the client-flow suite needs of a store. */
@@ -230,12 +231,15 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     };
     for (const [name, token] of Object.entries(hostile)) {
       const answer = await call('/v1/keys/private', { headers: auth(token) });
-      assertError(answer, 401);
+      assertError(answer, 401, undefined, `hostile token '${name}'`);
       assert.doesNotMatch(answer.text, /PRIVATE KEY/, name);
       assert.equal(answer.text.includes(token), false, `${name}: token echoed`);
     }
     assertError(await call('/v1/keys/private'), 401, /Missing Authorization header/);
     assertError(await call('/v1/keys/private', { headers: { authorization: 'Basic YWxpY2U6cGFzcw==' } }), 401);
+    for (const name of ['alg none', 'HS256 signed with the public key']) {
+      assertError(await call('/v1/keys/private', { headers: auth(hostile[name]!) }), 401, /signing algorithm is not accepted/, name);
+    }
     assertError(await call('/v1/keys/private', { headers: auth(hostile['expired']!) }), 401, /expired/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['wrong audience']!) }), 401, /audience/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unknown signing key']!) }), 401, /unknown signing key/);

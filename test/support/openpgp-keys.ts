@@ -38,3 +38,10 @@ export async function makePrivateKeyWithUserIds(userIds: string[]): Promise<{ ar
   const key = await openpgp.readPrivateKey({ armoredKey: privateKey });
   return { armored: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
 }
+
+/** The same key (same fingerprint) with new self-signatures that set an expiry a year out: an update the apps send. */
+export async function withNewExpiry(armored: string, email: string): Promise<string> {
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: armored });
+  const { privateKey: renewed } = await openpgp.reformatKey({ privateKey, userIDs: [{ name: 'Test User', email }], keyExpirationTime: 365 * 86400, format: 'armored', config: { minRSABits: 512 } });
+  return renewed;
+}
