@@ -2,6 +2,7 @@ import { errors, jwtVerify, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
 import type { AuthConfig } from '../config/config.js';
 import { AuthenticationError, EkmError, IdentityProviderUnavailableError } from '../errors.js';
+import { checkEmailAddress, normalizeDomain } from '../keys/email-address.js';
 import type { Logger } from '../logging/logger.js';
 import type { Authenticator, Identity } from './authenticator.js';
 import { JwksCache } from './jwks-cache.js';
@@ -10,6 +11,8 @@ import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /** Asymmetric algorithms only: never `none`, never HS* (which would accept the public key as a secret). */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+/** Longest Authorization header looked at. Google ID tokens are about 1 KB; 8 KB leaves room for large claim sets. */
+const MAX_AUTHORIZATION_LENGTH = 8 * 1024;
 /** Clock skew tolerated on exp, nbf and iat. */
 const CLOCK_TOLERANCE_S = 60;
 /** Google issues both spellings (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken). */
@@ -81,22 +84,35 @@ function bearerToken(authorization: string | undefined): string {
   if (authorization === undefined || authorization === '') {
     throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header', 'Send Authorization: Bearer <ID token>');
   }
+  // Before any parsing: a large token costs CPU in base64 and JSON decoding even when it is refused.
+  if (authorization.length > MAX_AUTHORIZATION_LENGTH) {
+    throw new AuthenticationError('ERR_TOKEN_TOO_LARGE', 'ID token is too large', `At most ${MAX_AUTHORIZATION_LENGTH} characters are accepted`);
+  }
   const m = /^Bearer +([A-Za-z0-9_\-.]+=*)\s*$/i.exec(authorization);
   if (m === null) throw new AuthenticationError('ERR_TOKEN_MALFORMED', 'Authorization header must be: Bearer <ID token>');
   return m[1]!;
 }
 
 function identityOf(payload: JWTPayload): Identity {
-  const email = payload['email'];
-  if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email)) {
+  const claim = payload['email'];
+  if (typeof claim !== 'string' || claim === '') {
     throw new AuthenticationError('ERR_TOKEN_NO_EMAIL', 'ID token has no email claim', 'Request the email scope when signing in');
+  }
+  // The one email rule (keys/email-address.ts): a lookalike of another user's email is refused, never folded onto it.
+  const { email, refusal } = checkEmailAddress(claim);
+  if (email === undefined) {
+    throw new AuthenticationError('ERR_TOKEN_EMAIL', `The email in the ID token cannot be used here: it ${refusal}`, 'Emails are compared in ASCII only; ask your administrator');
   }
   const verified = payload['email_verified'];
   if (verified !== true && verified !== 'true') {
     throw new AuthenticationError('ERR_EMAIL_NOT_VERIFIED', 'The email in the ID token is not verified');
   }
   const hd = payload['hd'];
-  return { email: email.toLowerCase(), hostedDomain: typeof hd === 'string' ? hd.toLowerCase() : undefined };
+  const hostedDomain = typeof hd === 'string' ? normalizeDomain(hd) : undefined;
+  if (typeof hd === 'string' && hostedDomain === undefined) {
+    throw new AuthenticationError('ERR_TOKEN_HOSTED_DOMAIN', "The hosted domain (hd) in the ID token is not a domain name");
+  }
+  return { email, hostedDomain };
 }
 
 /** A 401 (or the 503 it was) saying what was wrong, never echoing the token. */
