@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseConfig } from '../../src/config/load-config.js';
 import { AuthenticationError, StoreUnavailableError } from '../../src/errors.js';
-import { createApp } from '../../src/http/app.js';
 import { registry } from '../../src/metrics/ekm-metrics.js';
 import { measuredAuthenticator } from '../../src/metrics/measured-authenticator.js';
 import { MeasuredStore } from '../../src/metrics/measured-store.js';
-import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
-import { MemoryLogger } from '../support/memory-logger.js';
+import { startInProcessApp, type InProcessApp } from '../support/in-process-app.js';
 
 const EMAIL = 'metrics.alice@example.com';
 const FINGERPRINT = 'A1B2C3D4E5F60718293A4B5C6D7E8F9011223344';
@@ -26,31 +18,22 @@ async function value(name: string, labels: Record<string, string> = {}): Promise
 }
 
 describe('metrics of requests, the store and token verification, in process', () => {
-  let dir: string;
+  let app: InProcessApp;
   let inner: Store;
   let store: MeasuredStore;
-  let server: http.Server;
   let base: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ekm-metrics-'));
-    const text = ['org.id=metrics-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${join(dir, 'db')}`, 'store.db.encryption.key=metrics passphrase',
-      'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl'].join('\n');
-    inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: 'metrics passphrase' }, { logger: new MemoryLogger() });
-    store = new MeasuredStore(inner);
     const refuse = async () => {
       throw new AuthenticationError('ERR_TOKEN_MALFORMED', 'Authorization header must be: Bearer <ID token>');
     };
-    const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger: new MemoryLogger(), store, authenticator: measuredAuthenticator({ authenticate: refuse }), acl: { authorizePrivateKeys: () => {} } });
-    server = http.createServer(app.callback()).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    app = await startInProcessApp({ authenticator: measuredAuthenticator({ authenticate: refuse }), wrapStore: (s) => new MeasuredStore(s) });
+    ({ base, inner } = app);
+    store = app.store as MeasuredStore;
   });
 
   after(async () => {
-    await new Promise((r) => server.close(r));
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await app?.close();
   });
 
   it('counts requests by route pattern and status, never by the path that carries the email', async () => {
