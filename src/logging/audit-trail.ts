@@ -31,6 +31,8 @@ export interface AuditRecord {
   readonly code?: string | undefined;
   /** For writes: what the store did (added, updated, unchanged). */
   readonly change?: UpsertResult | undefined;
+  /** For writes of a key that is no longer usable: `revoked` or `expired` (an update of a held key). */
+  readonly keyState?: 'revoked' | 'expired' | undefined;
   /** Usually already on the request's child logger; given here, it is set explicitly. */
   readonly requestId?: string | undefined;
 }
@@ -51,6 +53,7 @@ export function audit(logger: Logger, record: AuditRecord): void {
     status,
     code: record.code,
     change: record.change,
+    keyState: record.keyState,
     // Under the one email rule, else escaped as given: Unicode lowercasing made a lookalike's email its victim's.
     email: record.email === undefined ? undefined : (normalizeEmailAddress(record.email) ?? displayEmail(record.email)),
     fingerprints: record.fingerprints.map((fp) => {

@@ -57,11 +57,13 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       }
       const body = await readJsonObject(ctx);
       const { armored, claimed } = submittedKey(body);
-      const key = await validatePrivateKey(armored, identity.email, claimed);
+      // A revoked or expired key is taken only as an update of one the user holds (how a revocation reaches the apps).
+      const held = async () => (await store.listByEmail(identity.email)).map((k) => k.fingerprint);
+      const key = await validatePrivateKey(armored, identity.email, claimed, new Date(), held);
       const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
-      return { fingerprints: [key.fingerprint], change: result };
+      return { fingerprints: [key.fingerprint], change: result, keyState: key.condition === 'valid' ? undefined : key.condition };
     });
   };
 
@@ -90,16 +92,16 @@ async function audited(
   ctx: Ctx,
   event: AuditEvent,
   identity: Identity,
-  op: () => Promise<{ fingerprints: string[]; change?: UpsertResult }>,
+  op: () => Promise<{ fingerprints: string[]; change?: UpsertResult; keyState?: 'revoked' | 'expired' | undefined }>,
 ): Promise<void> {
-  let outcome: { fingerprints: string[]; change?: UpsertResult };
+  let outcome: { fingerprints: string[]; change?: UpsertResult; keyState?: 'revoked' | 'expired' | undefined };
   try {
     outcome = await op();
   } catch (e) {
     auditRefusal(ctx, event, identity, e);
     throw e;
   }
-  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: outcome.fingerprints, change: outcome.change, status: 200 });
+  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: outcome.fingerprints, change: outcome.change, keyState: outcome.keyState, status: 200 });
 }
 
 /** The audit entry of a key operation that was refused or failed (identity undefined: before the token was verified). */
