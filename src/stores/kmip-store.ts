@@ -64,6 +64,11 @@ class KmipStore implements Store {
     private readonly createIndexKey: boolean,
   ) {}
 
+  /** KMIP 1.0 offers no way to ask whether a Register would succeed short of making one. */
+  async probeWrites(): Promise<'unchecked'> {
+    return 'unchecked';
+  }
+
   async probe(): Promise<void> {
     await this.run(async () => {
       await this.tags();

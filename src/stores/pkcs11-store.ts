@@ -38,6 +38,11 @@ export class Pkcs11Store implements Store {
     await this.engine().call({ op: 'probe' });
   }
 
+  /** PKCS#11 tells whether a token is write-protected (CKF_WRITE_PROTECTED), not whether it has room. */
+  async probeWrites(): Promise<'unchecked'> {
+    return 'unchecked';
+  }
+
   async listByEmail(email: string): Promise<StoredKey[]> {
     return this.engine().call({ op: 'list', email });
   }

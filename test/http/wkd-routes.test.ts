@@ -208,6 +208,7 @@ describe('Web Key Directory', () => {
     const broken: Store = {
       type: 'Broken',
       probe: outage,
+      probeWrites: outage,
       listByEmail: outage,
       upsert: outage,
       delete: outage,
