@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
 import { ConfigError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
@@ -110,7 +110,8 @@ function openWriter(files: DbFiles): Database.Database | StoreReadOnlyError {
   try {
     mkdirSync(files.folder, { recursive: true, mode: 0o700 });
   } catch (e) {
-    const failure = errnoWriteFailure(e, files.folder);
+    // A recursive mkdir reports ENOENT on a read-only filesystem: ask the nearest existing folder.
+    const failure = errnoWriteFailure(e, files.folder) ?? folderWriteFailure(nearestExisting(files.folder), []);
     if (failure !== undefined) return failure;
     throw new ConfigError(`Cannot create store.db.folder ${files.folder}: ${(e as NodeJS.ErrnoException).code}`);
   }
@@ -130,6 +131,12 @@ function openWriter(files: DbFiles): Database.Database | StoreReadOnlyError {
     if (failure !== undefined) return failure;
     throw unreadable(e, files);
   }
+}
+
+function nearestExisting(folder: string): string {
+  let path = folder;
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  return path;
 }
 
 /**
