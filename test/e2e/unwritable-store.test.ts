@@ -248,9 +248,15 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     assertWriteRefused(await put(ekm, bob()), 'ERR_STORE_FULL', /No space left.*(SQLITE_FULL|ENOSPC)/);
     await assertReads(ekm, alice());
     await assertHealthWritesFailing(ekm, 'ERR_STORE_FULL', /No space left/);
+    // A worker replaced while the disk is full starts, and serves reads.
+    process.kill(ekm.workerPids()[0]!, 'SIGKILL');
+    await waitFor('a replacement worker serves', () => /Replacement worker ready/.test(ekm.output));
+    for (let i = 0; i < 6; i++) await assertReads(ekm, alice());
+    assert.doesNotMatch(ekm.output, /failed at start/);
 
     tmpfs.free();
-    await putOk(ekm, bob());
+    // Both workers take writes again: the one whose write failed and the one started on the full disk.
+    for (let i = 0; i < 6; i++) await putOk(ekm, bob());
     await assertReads(ekm, bob());
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
   });
