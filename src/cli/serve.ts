@@ -46,7 +46,7 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
 async function checkStore(store: Store, logger: Logger): Promise<void> {
   await store.probe();
   try {
-    await store.probeWrites();
+    await store.probeWrites?.();
   } catch (e) {
     if (!(e instanceof StoreReadOnlyError)) throw e;
     logger.warn(`${e.message}: ${e.details}; serving reads, writes answer 503 until they work again`, { code: e.code });

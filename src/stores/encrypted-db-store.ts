@@ -3,7 +3,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
 
@@ -271,6 +272,7 @@ function readStatements(db: Database.Database) {
 
 function writeStatements(db: Database.Database) {
   return {
+    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
     byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
     insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
     update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
@@ -353,7 +355,7 @@ class EncryptedDbStore implements Store {
     });
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const { db, statements } = this.writable();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
@@ -366,6 +368,9 @@ class EncryptedDbStore implements Store {
             const old = this.decrypt(existing);
             if (old.privateKey === key.privateKey && old.publicKey === key.publicKey) return 'unchanged';
           }
+          // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
+          // sharing the file or --import can add a key between this count and the insert.
+          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
           if (existing === undefined) {
@@ -494,7 +499,8 @@ class EncryptedDbStore implements Store {
     try {
       return op();
     } catch (e) {
-      if (e instanceof StoreUnavailableError || e instanceof FingerprintConflictError || e instanceof StoreReadOnlyError) throw e;
+      // Errors with an answer of their own (503, 409, the per-user limits' 400) pass as they are.
+      if (e instanceof EkmError) throw e;
       throw new StoreUnavailableError(`Database error: ${describeSqliteError(e)}`, { cause: e });
     }
   }

@@ -30,7 +30,7 @@ export class ReopeningStore implements Store {
   }
 
   async probeWrites(): Promise<'up' | 'unchecked'> {
-    return (await this.current()).probeWrites();
+    return (await this.current()).probeWrites?.() ?? 'unchecked';
   }
 
   async listByEmail(email: string): Promise<StoredKey[]> {

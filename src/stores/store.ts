@@ -1,4 +1,5 @@
 import type { Logger } from '../logging/logger.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 
 /** One stored private key, as it leaves and enters a store (decrypted; never logged). */
 export interface StoredKey {
@@ -30,16 +31,20 @@ export interface Store {
   /**
    * Whether a write could succeed now, for /health, without writing a key: 'up', or 'unchecked'
    * from a store that cannot tell cheaply; throws StoreReadOnlyError naming the cause (read-only
-   * filesystem, permission, full disk) when writes would fail.
+   * filesystem, permission, full disk) when writes would fail. Absent: 'unchecked' (Pkcs11Store,
+   * KmipStore: neither protocol tells whether a write would succeed short of making one).
    */
-  probeWrites(): Promise<'up' | 'unchecked'>;
+  probeWrites?(): Promise<'up' | 'unchecked'>;
   /** The keys stored for this email (lowercased by the caller), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.
-   * Throws FingerprintConflictError when the fingerprint belongs to another email.
+   * Throws FingerprintConflictError when the fingerprint belongs to another email, KeyLimitError
+   * when `limits` are given and the owner would go past them (checkOwnerKeyLimits). Where the
+   * backend allows, the check and the write are one step, so that concurrent writers cannot
+   * together go past the limits; each store says how far that holds.
    */
-  upsert(key: StoredKey): Promise<UpsertResult>;
+  upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult>;
   /** Deletes the key of this email and fingerprint; false when there was none. */
   delete(email: string, fingerprint: string): Promise<boolean>;
   /** Every stored key, for export. */

@@ -17,7 +17,7 @@ import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
-import { makePrivateKey } from '../support/openpgp-keys.js';
+import { makePrivateKey, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const COMMON = {
@@ -246,6 +246,35 @@ describe('--export and --import', () => {
     assert.deepEqual(stored.map((k) => k.email).sort(), ['dave@a.test', 'gina@a.test']);
   });
 
+  it('holds each user to the per-user limits, refusing the excess with its line and still updating held keys', async () => {
+    const ivy = await Promise.all([0, 1, 2].map(() => makePrivateKey('ivy@a.test')));
+    const big = await makePrivateKey(['jack@a.test', ...Array.from({ length: 12 }, (_, i) => `jack.alias${i}@a.test`)], { type: 'rsa', rsaBits: 2048 });
+    const small = await makePrivateKey('jack@a.test');
+    const target = newConfig(root, 'limits-target', encryptedDbStore(join(root, 'limits-target')), {
+      'api.keys.max.per.user': '2',
+      // Room for the big key but not for the small one beside it.
+      'api.keys.max.bytes.per.user': String(Buffer.byteLength(big.armored) + 100),
+    });
+    const write = (name: string, keys: { email: string; privateKey: string }[]) => {
+      const file = join(root, name);
+      writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys }));
+      return file;
+    };
+    const first = await runEkm([`--config=${target}`, `--import=${write('limits.json', [...ivy.map((k) => ({ email: 'ivy@a.test', privateKey: k.armored })), { email: 'jack@a.test', privateKey: big.armored }, { email: 'jack@a.test', privateKey: small.armored }])}`]);
+    assert.equal(first.code, 1, first.output);
+    assert.match(first.output, /Imported 5 keys in .*: 3 added, 0 updated, 0 unchanged, 2 refused/);
+    assert.match(first.output, new RegExp(`refused: key #3 ivy@a\\.test ${ivy[2]!.fingerprint}: at most 2 keys per user: ask your administrator to remove old ones`));
+    assert.match(first.output, /refused: key #5 jack@a\.test .*: at most \d+ bytes of keys per user: ask your administrator to remove old ones/);
+    // A held key still gets its update (a new expiry) at the limit.
+    const renewed = await withNewExpiry(ivy[0]!.armored, 'ivy@a.test');
+    const second = await runEkm([`--config=${target}`, `--import=${write('limits-update.json', [{ email: 'ivy@a.test', privateKey: renewed }])}`]);
+    assert.equal(second.code, 0, second.output);
+    assert.match(second.output, /1 updated/);
+    const stored = await contents(target);
+    assert.deepEqual(stored.filter((k) => k.email === 'ivy@a.test').map((k) => k.fingerprint).sort(), [ivy[0]!.fingerprint, ivy[1]!.fingerprint].sort());
+    assert.deepEqual(stored.filter((k) => k.email === 'jack@a.test').map((k) => k.fingerprint), [big.fingerprint]);
+  });
+
   it('shows progress on a terminal, and only the summary elsewhere', async () => {
     const file = join(root, 'progress.json');
     assert.equal((await runEkm([`--config=${source}`, `--export=${file}`])).code, 0);
@@ -358,6 +387,10 @@ describe('--export and --import', () => {
       });
       assert.equal(put.status, 405);
       assert.equal(((await put.json()) as { message: string }).message, 'No key has been generated for ivan@a.test yet. Please ask your administrator.');
+      // The refused upload is an audit entry of the attempt.
+      const refusal = await waitForLine(() => ekm.output, /"audit":"private-key.write"[^\n]*"status":405|"status":405[^\n]*"audit":"private-key.write"/);
+      assert.match(refusal, /"code":"ERR_CLIENT_UPLOAD_DISABLED"/);
+      assert.match(refusal, /"email":"ivan@a.test"/);
 
       const file = join(root, 'provision.json');
       writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys: [{ email: 'ivan@a.test', privateKey: ivan.armored }] }), { mode: 0o600 });
@@ -374,3 +407,14 @@ describe('--export and --import', () => {
     });
   });
 });
+
+/** The first line of `text()` matching `pattern`, waiting up to 5 s for it (log lines are written at the end of an event-loop turn). */
+async function waitForLine(text: () => string, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const line = text().split('\n').find((l) => pattern.test(l));
+    if (line !== undefined) return line;
+    if (Date.now() > deadline) assert.fail(`No line matching ${pattern} in:\n${text()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -70,6 +70,7 @@ describe('config validation', () => {
     assert.equal(config.api.https, undefined);
     assert.equal(config.api.corsOrigins, undefined);
     assert.equal(config.api.keyProvisioning, 'client');
+    assert.deepEqual(config.api.keyLimits, { maxKeys: 10, maxBytes: 1048576 });
     assert.deepEqual(config.logger.types, ['StdoutLogger']);
     assert.equal(config.logger.level, 'info');
     assert.deepEqual(config.store, { type: 'EncryptedDbStore', folder: '/etc/ekm/data', encryptionKey: 'passphrase' });
@@ -80,7 +81,9 @@ describe('config validation', () => {
     const config = parse({
       'api.port': '443', 'api.workers': '3', 'api.cors.origins': 'chrome-extension://x, moz-extension://y',
       'logger.default.level': 'FINE', 'org.domains': 'Example.com,example.org', 'api.keys.provisioning': 'admin',
+      'api.keys.max.per.user': '3', 'api.keys.max.bytes.per.user': '65536',
     });
+    assert.deepEqual(config.api.keyLimits, { maxKeys: 3, maxBytes: 65536 });
     assert.equal(config.api.port, 443);
     assert.equal(config.api.workers, 3);
     assert.deepEqual(config.api.corsOrigins, ['chrome-extension://x', 'moz-extension://y']);
@@ -114,6 +117,10 @@ describe('config validation', () => {
     refused({ 'api.port': '80 ' + 'x' }, /api\.port/);
     refused({ 'api.workers': '0' }, /\[0\] is not a valid option for property \[api.workers\]/);
     refused({ 'api.workers': '2.5' }, /api\.workers/);
+    refused({ 'api.keys.max.bytes.per.user': '1MB' }, '[1MB] is not a valid option for property [api.keys.max.bytes.per.user]; expected a number of bytes from 1024 to 1073741824');
+    refused({ 'api.keys.max.bytes.per.user': '1023' }, /api\.keys\.max\.bytes\.per\.user/);
+    refused({ 'api.keys.max.bytes.per.user': '1073741825' }, /api\.keys\.max\.bytes\.per\.user/);
+    refused({ 'api.keys.max.per.user': '0' }, /api\.keys\.max\.per\.user/);
     refused({ 'auth.openid.issuer': 'accounts.google.com' }, /expected an http\(s\) URL/);
     refused({ 'auth.openid.audience': 'a,,b' }, /no empty item/);
   });

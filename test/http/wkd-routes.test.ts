@@ -208,7 +208,6 @@ describe('Web Key Directory', () => {
     const broken: Store = {
       type: 'Broken',
       probe: outage,
-      probeWrites: outage,
       listByEmail: outage,
       upsert: outage,
       delete: outage,

@@ -43,12 +43,12 @@ describe('EncryptedDbStore on files it may not write', { skip: mountUnsupportedR
         assert.match(e.details, /may not write .*ekm\.sqlite.* \(EPERM\)/);
         return true;
       });
-      await assert.rejects(store.probeWrites(), StoreReadOnlyError);
+      await assert.rejects(store.probeWrites!(), StoreReadOnlyError);
 
       chattr('-i', ...files);
       await new Promise((r) => setTimeout(r, 1100));
       assert.equal(await store.upsert(makeKey('other@example.com')), 'added');
-      assert.equal(await store.probeWrites(), 'up');
+      assert.equal(await store.probeWrites!(), 'up');
     } finally {
       await store.close();
     }

@@ -26,3 +26,10 @@ export async function twoKeysInOneArmor(a: string, b: string): Promise<string> {
   joined.set(binary[1]!, binary[0]!.length);
   return openpgp.armor(openpgp.enums.armor.privateKey, joined);
 }
+
+/** The same key (same fingerprint) with new self-signatures that set an expiry a year out: an update the apps send. */
+export async function withNewExpiry(armored: string, email: string): Promise<string> {
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: armored });
+  const { privateKey: renewed } = await openpgp.reformatKey({ privateKey, userIDs: [{ name: 'Test User', email }], keyExpirationTime: 365 * 86400, format: 'armored', config: { minRSABits: 512 } });
+  return renewed;
+}

@@ -44,7 +44,7 @@ export function serviceRoutes(router: Router<EkmState>, config: Config, store: S
 /** "up", "failing" with the stable code and cause, or "unchecked" for a store that cannot tell. */
 async function probeWrites(store: Store): Promise<{ status: 'up' | 'unchecked' } | { status: 'failing'; code: string; details: string }> {
   try {
-    return { status: await store.probeWrites() };
+    return { status: (await store.probeWrites?.()) ?? 'unchecked' };
   } catch (e) {
     return e instanceof EkmError ? { status: 'failing', code: e.code, details: e.details } : { status: 'failing', code: 'ERR_STORE_UNAVAILABLE', details: 'Write probe failed' };
   }

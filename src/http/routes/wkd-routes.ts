@@ -6,6 +6,7 @@ import { isWkdHashOf, WKD_HASH_PATTERN } from '../../keys/wkd-hash.js';
 import { wkdPublicKey } from '../../keys/wkd-public-key.js';
 import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
+import { StoredKeyAnswerCache } from '../stored-key-answer-cache.js';
 
 type Ctx = Context & { state: EkmState; params: Record<string, string> };
 
@@ -14,6 +15,9 @@ type Ctx = Context & { state: EkmState; params: Record<string, string> };
  * read by web apps of any origin, so CORS allows every origin here whatever `api.cors.origins` says.
  */
 export const WKD_PATH = /\/\.well-known\/openpgpkey\//;
+
+/** Per worker: a WKD answer carries only the requested address's user ids, so it is small. */
+const ANSWER_CACHE = { maxEntries: 2000, maxBytes: 16 * 1024 * 1024 } as const;
 
 const DOMAIN_PATTERN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/;
 
@@ -30,6 +34,9 @@ const DOMAIN_PATTERN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-
  */
 export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store): void {
   const domains = config.org.domains?.map((d) => d.toLowerCase());
+  // Parsing a user's keys (up to api.keys.max.bytes.per.user of them) is done once per content of
+  // those keys, not once per anonymous request.
+  const answers = new StoredKeyAnswerCache(ANSWER_CACHE);
   const serves = (domain: string) => domains === undefined || domains.includes(domain);
 
   const directDomain = (ctx: Ctx): string | undefined => {
@@ -63,14 +70,18 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
       throw new NotFoundError('No key found', 'The l query parameter does not hash to the requested hash');
     }
     const email = `${local}@${domain}`.toLowerCase();
-    const binaries: Uint8Array[] = [];
-    for (const stored of await store.listByEmail(email)) {
-      const binary = await wkdPublicKey(stored.publicKey, email);
-      if (binary !== undefined) binaries.push(binary);
-    }
-    if (binaries.length === 0) throw new NotFoundError('No key found');
+    const stored = await store.listByEmail(email);
+    const body = await answers.answer(email, stored, async () => {
+      const binaries: Uint8Array[] = [];
+      for (const key of stored) {
+        const binary = await wkdPublicKey(key.publicKey, email);
+        if (binary !== undefined) binaries.push(binary);
+      }
+      return Buffer.concat(binaries);
+    });
+    if (body.length === 0) throw new NotFoundError('No key found');
     ctx.type = 'application/octet-stream';
-    ctx.body = Buffer.concat(binaries);
+    ctx.body = body;
   };
 
   // Section 4.5: the policy file says the directory exists; it sets no flags (no submission service).
