@@ -7,12 +7,24 @@ import { after, describe, it } from 'node:test';
 import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { StoreReadOnlyError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
+import { runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { LoopExt4, mountUnsupportedReason } from '../support/test-filesystems.js';
 import { makeKey } from './store-conformance.js';
 
 const deps = { logger: new MemoryLogger() };
 const config = (folder: string): EncryptedDbStoreConfig => ({ type: 'EncryptedDbStore', folder, encryptionKey: 'unwritable store test' });
+const storeCheckProperties = (folder: string) => ({
+  'org.id': 'unwritable.org',
+  'api.https.enabled': 'false',
+  'store.type': 'EncryptedDbStore',
+  'store.db.folder': folder,
+  'store.db.encryption.key': config(folder).encryptionKey,
+  'auth.type': 'OpenIDConnectAuthenticator',
+  'auth.openid.issuer': 'https://accounts.google.com',
+  'auth.openid.audience': 'unwritable',
+  'acl.type': 'SimpleAcl',
+});
 const chattr = (flag: '+i' | '-i', ...files: string[]) => execFileSync('chattr', [flag, ...files]);
 
 describe('EncryptedDbStore on files it may not write', { skip: mountUnsupportedReason() }, () => {
@@ -44,6 +56,9 @@ describe('EncryptedDbStore on files it may not write', { skip: mountUnsupportedR
         return true;
       });
       await assert.rejects(store.probeWrites!(), StoreReadOnlyError);
+      const check = await runEkm([`--config=${writeProperties(dir, storeCheckProperties(dir))}`, '--test-store-connection']);
+      assert.equal(check.code, 1, check.output);
+      assert.match(check.output, /round trip latency[\s\S]*failure: Key store is read-only: keys can be read but not changed \(The service may not write .*ekm\.sqlite \(EPERM\)\)/);
 
       chattr('-i', ...files);
       await new Promise((r) => setTimeout(r, 1100));
