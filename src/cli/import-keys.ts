@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyLimitError, KeyRejectedError } from '../errors.js';
-import { isEmailAddress } from '../keys/email-address.js';
+import { checkEmailAddress, displayEmail, domainOf, type EmailCheck } from '../keys/email-address.js';
 import { validatePrivateKey } from '../keys/private-key-policy.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
@@ -63,7 +63,9 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     store = await openStore(config.store, { logger, setup: true });
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
-      const email = entry.email.trim().toLowerCase();
+      const owner = checkEmailAddress(entry.email);
+      // Refused owners are reported as given, escaped (a lookalike shows as \u212A, not as its victim).
+      const email = owner.email ?? displayEmail(entry.email);
       const record = { event: 'private-key.import', email, clientAddress: undefined, userAgent: undefined } as const;
       // `fingerprint`: the validated key's, once known; until then the one the file claims.
       const refuse = (reason: string, status: number, code: string, fingerprint = entry.fingerprint) => {
@@ -72,7 +74,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
         audit(auditLog, { ...record, fingerprints: fingerprint === undefined ? [] : [fingerprint], status, code });
         io.out.write(`refused: key #${i + 1} ${email} ${fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
       };
-      const ownerRefusal = checkOwner(email, config.org.domains);
+      const ownerRefusal = checkOwner(owner, config.org.domains);
       if (ownerRefusal !== undefined) {
         refuse(ownerRefusal.reason, ownerRefusal.status, ownerRefusal.code);
         continue;
@@ -116,9 +118,9 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
 }
 
 /** Why an owner cannot have keys here, with what PUT would answer (400, or 403 from SimpleAcl); undefined when they can. */
-function checkOwner(email: string, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
-  if (!isEmailAddress(email)) return { reason: 'the email is not an email address', status: 400, code: 'ERR_BAD_REQUEST' };
-  const domain = email.slice(email.lastIndexOf('@') + 1);
+function checkOwner(owner: EmailCheck, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
+  if (owner.email === undefined) return { reason: `the email cannot be an identity: it ${owner.refusal}`, status: 400, code: 'ERR_BAD_EMAIL' };
+  const domain = domainOf(owner.email);
   if (domains !== undefined && !domains.includes(domain)) {
     return { reason: `${domain} is not one of the domains this key manager serves (org.domains)`, status: 403, code: 'ERR_FORBIDDEN' };
   }

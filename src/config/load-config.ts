@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
 import { corsOriginProblem } from '../http/cors-origins.js';
 import { ConfigError } from '../errors.js';
+import { normalizeDomain } from '../keys/email-address.js';
 import { isSecretFieldName } from '../logging/redact-secrets.js';
 import type { Config, KeystoreRef, LogLevel, StoreConfig } from './config.js';
 import { SCHEMA, SCHEMA_BY_NAME, type PropertyDef, type RawProperties } from './schema.js';
@@ -194,7 +195,12 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
   const level = str('logger.default.level');
   const loggerTypes = v.get('logger.types') as Config['logger']['types'];
   const httpsEnabled = v.get('api.https.enabled') as boolean;
-  const domains = opt<string[]>('org.domains')?.map((d) => d.toLowerCase());
+  // The one email rule's domains (keys/email-address.ts): ASCII-lowercased, IDNs in their xn-- form.
+  const domains = opt<string[]>('org.domains')?.map((d) => {
+    const domain = normalizeDomain(d);
+    if (domain === undefined) throw new ConfigError(`[${d}] is not a valid option for property [org.domains]; expected domain names (ASCII letters, digits, hyphens; IDNs in their xn-- form)`);
+    return domain;
+  });
   if (domains === undefined) {
     warnings.push("'org.domains' is not set: users of every email domain are served. Set it to your organisation's domains.");
   }

@@ -45,7 +45,7 @@ const httpsEnabled = (raw: RawProperties) => (raw.get('api.https.enabled') ?? 't
 export const SCHEMA: readonly PropertyDef[] = [
   // General
   { name: 'org.id', type: 'string', requiredWhen: true, doc: 'An identifier for your organisation, as assigned with your license.' },
-  { name: 'org.domains', type: 'list', doc: "Comma-separated email domains of your organisation. When set, only users of these domains are served (by the token's hd claim or the email's domain) and the Web Key Directory answers for them. Unset: every domain (a warning is logged at start)." },
+  { name: 'org.domains', type: 'list', doc: "Comma-separated email domains of your organisation. When set, only users of these domains are served (by the token's hd claim or the email's domain) and the Web Key Directory answers for them. Unset: every domain (a warning is logged at start). ASCII domain names; internationalised ones in their xn-- form." },
   { name: 'api.hostname', type: 'string', default: 'localhost', doc: 'The address the EKM listens on (a host name or IP address).' },
   { name: 'api.port', type: 'port', default: '32356', doc: 'The TCP port the EKM listens on.' },
   { name: 'api.workers', type: 'positive-integer', doc: 'How many worker processes serve requests. Default: one per CPU.' },

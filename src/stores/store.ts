@@ -3,7 +3,7 @@ import type { OwnerKeyLimits } from './owner-key-limits.js';
 
 /** One stored private key, as it leaves and enters a store (decrypted; never logged). */
 export interface StoredKey {
-  /** The owner's email, lowercased. */
+  /** The owner's email, normalised by keys/email-address.ts. */
   readonly email: string;
   /** OpenPGP v4/v6 fingerprint, uppercase hex. */
   readonly fingerprint: string;
@@ -35,7 +35,7 @@ export interface Store {
    * KmipStore: neither protocol tells whether a write would succeed short of making one).
    */
   probeWrites?(): Promise<'up' | 'unchecked'>;
-  /** The keys stored for this email (lowercased by the caller), in insertion order. */
+  /** The keys stored for this email (normalised by the caller: keys/email-address.ts), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.

@@ -17,7 +17,7 @@ import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
-import { makePrivateKey, withNewExpiry } from '../support/openpgp-keys.js';
+import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const COMMON = {
@@ -244,6 +244,29 @@ describe('--export and --import', () => {
     for (const k of [good, expired, outsider, encrypted, other]) assert.equal(run.output.includes(k.armored.slice(100, 160)), false);
     const stored = await contents(target);
     assert.deepEqual(stored.map((k) => k.email).sort(), ['dave@a.test', 'gina@a.test']);
+  });
+
+  it("refuses owners the email rule refuses and keys that only name a lookalike of their owner, showing them escaped", async () => {
+    const lookalike = await makePrivateKeyWithUserIds(['Kate <\u212Aate@a.test>']);
+    const file = join(root, 'lookalikes.json');
+    writeFileSync(file, JSON.stringify({
+      format: 'flowcrypt-ekm-keys',
+      version: 1,
+      keys: [
+        { email: '\u212Aate@a.test', privateKey: lookalike.armored },
+        { email: 'kate\x1b[2J@a.test', privateKey: lookalike.armored },
+        { email: 'kate@a.test', privateKey: lookalike.armored },
+      ],
+    }));
+    const target = newConfig(root, 'lookalike-target', encryptedDbStore(join(root, 'lookalike-target')));
+    const run = await runEkm([`--config=${target}`, `--import=${file}`]);
+    assert.equal(run.code, 1, run.output);
+    assert.match(run.output, /Imported 3 keys in .*: 0 added, 0 updated, 0 unchanged, 3 refused/);
+    assert.match(run.output, /refused: key #1 \\u212Aate@a\.test .*the email cannot be an identity: it contains the character U\+212A/);
+    assert.match(run.output, /refused: key #2 kate\\u001B\[2J@a\.test .*control character U\+001B/);
+    assert.match(run.output, /refused: key #3 kate@a\.test .*no user id for kate@a\.test/);
+    assert.equal(/[\u0000-\u0008\u000b-\u001f\u007f\u212a]/.test(run.output), false, 'no raw control character or lookalike printed');
+    assert.deepEqual(await contents(target), []);
   });
 
   it('holds each user to the per-user limits, refusing the excess with its line and still updating held keys', async () => {

@@ -111,6 +111,13 @@ describe('config validation', () => {
     refused({ 'logger.types': 'SplunkHttpLogger' }, "Property 'logger.splunk.url' not found in /etc/ekm/test.properties");
   });
 
+  it('refuses org.domains that the email rule would not accept as a domain (lookalikes, ports, Unicode)', () => {
+    refused({ 'org.domains': 'example.com,\u212Aelvin.test' }, /^\[\u212Aelvin.test\] is not a valid option for property \[org.domains\]; expected domain names/);
+    refused({ 'org.domains': 'example.com:443' }, /\[example.com:443\] is not a valid option for property \[org.domains\]/);
+    refused({ 'org.domains': 'b\u00FCcher.example' }, /IDNs in their xn-- form/);
+    assert.deepEqual(parse({ 'org.domains': 'xn--bcher-kva.Example' }).org.domains, ['xn--bcher-kva.example']);
+  });
+
   it('refuses numbers that are not numbers', () => {
     refused({ 'api.port': 'abc' }, '[abc] is not a valid option for property [api.port]; expected a port number from 1 to 65535');
     refused({ 'api.port': '70000' }, /api\.port/);

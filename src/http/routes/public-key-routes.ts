@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { BadRequestError } from '../../errors.js';
-import { isEmailAddress } from '../../keys/email-address.js';
+import { checkEmailAddress } from '../../keys/email-address.js';
 import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 import { StoredKeyAnswerCache } from '../stored-key-answer-cache.js';
@@ -14,8 +14,8 @@ export function publicKeyRoutes(router: Router<EkmState>, store: Store): void {
   // The JSON body is serialised once per content of the user's keys, not once per anonymous request.
   const answers = new StoredKeyAnswerCache(ANSWER_CACHE);
   const get = async (ctx: Context & { params: { email: string } }) => {
-    const email = ctx.params.email.trim().toLowerCase();
-    if (!isEmailAddress(email)) throw new BadRequestError('Not an email address');
+    const { email, refusal } = checkEmailAddress(ctx.params.email);
+    if (email === undefined) throw new BadRequestError('Not an email address this key manager accepts', `The email ${refusal}`, 'ERR_BAD_EMAIL');
     const keys = await store.listByEmail(email);
     ctx.type = 'application/json';
     ctx.body = await answers.answer('public-keys', keys, async () => Buffer.from(JSON.stringify({ publicKeys: keys.map((k) => ({ publicKey: k.publicKey })) })));
