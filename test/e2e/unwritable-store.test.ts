@@ -198,6 +198,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     fs.remountReadWrite();
     // Every worker takes writes again (each PUT lands on one of them), and /health says so.
     await waitFor('writes come back', async () => (await put(ekm, carol())).status === 200);
+    await new Promise((r) => setTimeout(r, 1000)); // the other worker's next writer retry
     for (let i = 0; i < 6; i++) await putOk(ekm, dave());
     await assertReads(ekm, carol());
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
@@ -255,7 +256,10 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     assert.doesNotMatch(ekm.output, /failed at start/);
 
     tmpfs.free();
-    // Both workers take writes again: the one whose write failed and the one started on the full disk.
+    // Both workers take writes again, within a second (a worker retries a failed writer at most
+    // once per second): the one whose write failed and the one started on the full disk.
+    await waitFor('writes come back', async () => (await put(ekm, bob())).status === 200);
+    await new Promise((r) => setTimeout(r, 1000));
     for (let i = 0; i < 6; i++) await putOk(ekm, bob());
     await assertReads(ekm, bob());
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
