@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -8,6 +9,7 @@ import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 import { EkmDaemon } from '../support/ekm-daemon.js';
 import { request, type Answer } from '../support/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
+import { isAlive } from '../support/processes.js';
 import { LoopExt4, SmallTmpfs, mountUnsupportedReason } from '../support/test-filesystems.js';
 import { TestPki } from '../support/test-pki.js';
 
@@ -29,15 +31,6 @@ async function waitFor(what: string, check: () => Promise<boolean> | boolean, ti
   assert.fail(`timed out waiting until ${what}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A write refused because the store cannot be written: the error contract, the stable code, the cause. */
 function assertWriteRefused(answer: Answer, code: 'ERR_STORE_READ_ONLY' | 'ERR_STORE_FULL', cause: RegExp): void {
   assert.equal(answer.status, 503, answer.text);
@@ -46,7 +39,9 @@ function assertWriteRefused(answer: Answer, code: 'ERR_STORE_READ_ONLY' | 'ERR_S
   assert.match(answer.json.details, cause);
 }
 
-describe('a key store that cannot be written: the real daemon (2 workers) on real filesystems', { skip: mountUnsupportedReason() }, () => {
+const skip = mountUnsupportedReason();
+
+describe('a key store that cannot be written: the real daemon (2 workers) on real filesystems', () => {
   let pki: TestPki;
   let idp: OpenIdProvider;
   const users: User[] = [];
@@ -135,7 +130,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     assert.doesNotMatch(ekm.output, /not an EKM database|unexpected error|\n\s+at /);
   };
 
-  it('keeps serving reads when the filesystem turns read-only under it, through worker replacements and a fresh start', async () => {
+  it('keeps serving reads when the filesystem turns read-only under it, through worker replacements and a fresh start', { skip }, async () => {
     const fs = ext4();
     const folder = join(fs.mountPoint, 'data');
     const ekm = await start(folder);
@@ -156,9 +151,9 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
       process.kill(victim, 'SIGKILL');
       await waitFor('a replacement worker serves', () => (ekm.output.match(/Replacement worker ready/g) ?? []).length === i + 1);
       for (let i = 0; i < 10; i++) await assertReads(ekm, alice());
-      for (const pid of others) assert.ok(alive(pid), 'a serving worker was killed');
+      for (const pid of others) assert.ok(isAlive(pid), 'a serving worker was killed');
     }
-    assert.ok(alive(ekm.process.pid!));
+    assert.ok(isAlive(ekm.process.pid!));
     assert.doesNotMatch(ekm.output, /failed at start|keep failing/);
     assertWriteRefused(await put(ekm, carol()), 'ERR_STORE_READ_ONLY', /EROFS/);
     await ekm.stop();
@@ -174,7 +169,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     assertStartLog(again, /read-only.*EROFS/);
   });
 
-  it('starts on a read-only mount after a crash (a -wal left over), serves reads, and takes writes once it is writable, without a restart', async () => {
+  it('starts on a read-only mount after a crash (a -wal left over), serves reads, and takes writes once it is writable, without a restart', { skip }, async () => {
     const fs = ext4();
     const folder = join(fs.mountPoint, 'data');
     const first = await start(folder);
@@ -184,7 +179,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     await first.stop();
     // The filesystem remounts read-only only once no process holds a file open for writing.
-    await waitFor('the killed workers are gone', () => !pids.some(alive));
+    await waitFor('the killed workers are gone', () => !pids.some(isAlive));
     assert.ok(statSync(join(folder, `${DB_FILE_NAME}-wal`)).size > 0, 'the crash left a -wal behind');
 
     fs.remountReadOnly();
@@ -202,10 +197,10 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     for (let i = 0; i < 6; i++) await putOk(ekm, dave());
     await assertReads(ekm, carol());
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
-    assert.ok(alive(ekm.process.pid!));
+    assert.ok(isAlive(ekm.process.pid!));
   });
 
-  it('starts on a read-only mount after a clean stop, and answers 503 (not "not an EKM database") for a database SQLite cannot read there', async () => {
+  it('starts on a read-only mount after a clean stop, and answers 503 (not "not an EKM database") for a database SQLite cannot read there', { skip }, async () => {
     const fs = ext4();
     const folder = join(fs.mountPoint, 'data');
     const first = await start(folder);
@@ -239,7 +234,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     await waitFor('writes come back', async () => (await put(legacy, bob())).status === 200);
   });
 
-  it('answers 503 "full" to writes on a full disk, keeps serving reads, and takes writes again once there is room', async () => {
+  it('answers 503 "full" to writes on a full disk, keeps serving reads, and takes writes again once there is room', { skip }, async () => {
     const tmpfs = SmallTmpfs.create();
     cleanups.push(() => tmpfs.remove());
     const ekm = await start(join(tmpfs.mountPoint, 'data'));
@@ -264,53 +259,19 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     await assertReads(ekm, bob());
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
   });
-});
-
-describe('workers that keep failing at start never take down the workers that serve', () => {
-  let pki: TestPki;
-  let idp: OpenIdProvider;
-  let ekm: EkmDaemon | undefined;
-  let folder: string;
-
-  before(async () => {
-    pki = new TestPki();
-    const cert = pki.issue('idp', { hosts: ['127.0.0.1'] });
-    idp = await OpenIdProvider.start({ tls: { key: cert.keyPem, cert: cert.certPem }, audience: 'replacements' });
-    folder = join(pki.dir, 'data');
-  });
-  after(async () => {
-    await ekm?.stop('SIGKILL');
-    await idp?.close();
-    rmSync(folder, { recursive: true, force: true });
-    pki?.remove();
-  });
 
   it('keeps the serving worker and retries when replacements fail at start (here: the passphrase changed in the config)', async () => {
-    ekm = await EkmDaemon.start({
-      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
-      properties: {
-        'org.id': 'replacements.org',
-        'api.workers': '2',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': folder,
-        'store.db.encryption.key': PASSPHRASE,
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': 'replacements',
-        'acl.type': 'SimpleAcl',
-      },
-    });
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-replacements-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const ekm = await start(join(dir, 'data'));
     // Workers read the config file when they start: from now on every replacement fails.
     writeFileSync(ekm.configFile, readFileSync(ekm.configFile, 'utf8').replace(PASSPHRASE, 'another passphrase'));
     const [victim, survivor] = ekm.workerPids();
     process.kill(victim!, 'SIGKILL');
-    const daemon = ekm;
-    await waitFor('three replacements failed', () => (daemon.output.match(/Worker failed at start/g) ?? []).length >= 3);
+    await waitFor('three replacements failed', () => (ekm.output.match(/Worker failed at start/g) ?? []).length >= 3);
     assert.match(ekm.output, /Replacement workers keep failing at start; the 1 serving go on: .*wrong passphrase/);
     assert.doesNotMatch(ekm.output, /stopping the service/);
-    assert.ok(alive(survivor!) && alive(ekm.process.pid!));
-    assert.equal((await request(`${ekm.baseUrl}/health`)).status, 200);
+    assert.ok(isAlive(survivor!) && isAlive(ekm.process.pid!));
+    assert.equal((await health(ekm)).status, 200);
   });
 });
