@@ -9,6 +9,9 @@ import { createApp } from '../http/app.js';
 import { createHttpServer } from '../http/http-server.js';
 import { keyVerificationPool } from '../keys/key-verification-pool.js';
 import type { Logger } from '../logging/logger.js';
+import { answerMetricsRequests } from '../metrics/cluster-metrics.js';
+import { measuredAuthenticator } from '../metrics/measured-authenticator.js';
+import { MeasuredStore } from '../metrics/measured-store.js';
 import { ReopeningStore } from '../stores/reopening-store.js';
 import type { Store } from '../stores/store.js';
 import { openStore } from '../stores/store-registry.js';
@@ -38,13 +41,14 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     if (m?.type === 'shutdown') stop();
   });
   cluster.worker?.on('disconnect', () => stop());
+  answerMetricsRequests();
   try {
-    const store = await openWorkerStore(config, logger);
+    const store = new MeasuredStore(await openWorkerStore(config, logger));
     const app = createApp({
       config,
       logger,
       store,
-      authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
+      authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
     const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);

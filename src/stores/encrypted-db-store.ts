@@ -267,6 +267,7 @@ function readStatements(db: Database.Database) {
     byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
     page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
+    count: db.prepare('SELECT count(*) FROM keys').pluck(),
   };
 }
 
@@ -382,6 +383,10 @@ class EncryptedDbStore implements Store {
         })
         .immediate(),
     );
+  }
+
+  async count(): Promise<number> {
+    return this.run(() => this.reader.statements.count.get() as number);
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {
