@@ -54,6 +54,11 @@ export class MeasuredStore implements Store {
     return this.measure('probe', () => this.inner.probe());
   }
 
+  /** Passed through unmeasured: /health's question, not a store operation. */
+  async probeWrites(): Promise<'up' | 'unchecked'> {
+    return (await this.inner.probeWrites?.()) ?? 'unchecked';
+  }
+
   listByEmail(email: string): Promise<StoredKey[]> {
     return this.measure('list', () => this.inner.listByEmail(email));
   }

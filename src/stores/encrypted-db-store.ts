@@ -1,11 +1,12 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, EkmError, FingerprintConflictError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
 
 /** The database file inside `store.db.folder`. */
 export const DB_FILE_NAME = 'ekm.sqlite';
@@ -35,52 +36,125 @@ interface KeyRow {
   readonly record: Buffer;
 }
 
+/** A store whose writes failed tries to open its write connection again at most this often. */
+const WRITER_RETRY_MS = 1000;
+/** How often /health asks the filesystem (and, while writes fail, SQLite) whether a write would work. */
+const WRITE_CHECK_INTERVAL_MS = 1000;
+
 /**
  * The embedded store: SQLite (WAL, synchronous=FULL) shared by every worker process. Nothing is on
  * disk in plaintext: each record is AES-256-GCM with its owner and fingerprint hashes as AAD; emails
  * and fingerprints are indexed by HMAC-SHA256. Keys come from the passphrase through scrypt with a
  * salt stored in the database, and a key-check value refuses a wrong passphrase before anything is
  * written.
+ *
+ * A database that can be read but not written (read-only filesystem, no permission, full disk) is
+ * served read-only: reads go on, writes throw StoreReadOnlyError (503) until they work again.
  */
 export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps: StoreDependencies): Promise<Store> {
-  const file = join(config.folder, DB_FILE_NAME);
-  if (existsSync(file)) {
-    // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
-    const ro = openDatabase(file, true);
-    try {
-      deriveAndCheck(ro, config);
-    } finally {
-      ro.close();
-    }
-  } else {
-    try {
-      mkdirSync(config.folder, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw new ConfigError(`Cannot create store.db.folder ${config.folder}: ${(e as NodeJS.ErrnoException).code}`);
-    }
-  }
-  const db = openDatabase(file, false);
+  const files = new DbFiles(config.folder);
+  // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
+  const reader = existsSync(files.db) ? openReader(files) : undefined;
   try {
-    initialise(db);
-    return new EncryptedDbStore(db, deriveAndCheck(db, config));
+    const unlocked = reader === undefined ? undefined : unlock(readMeta(reader, files), config);
+    const writer = openWriter(files);
+    if (writer instanceof StoreReadOnlyError) {
+      if (reader === undefined) throw new StoreUnavailableError(`Cannot create the database ${files.db}: ${writer.details}`);
+      if (!unlocked!.checked) {
+        throw new StoreUnavailableError(`The database ${files.db} has no key-check value yet and cannot be written: ${writer.details}`);
+      }
+      return new EncryptedDbStore(files, reader, unlocked!.keys, writer);
+    }
+    try {
+      const keys = unlocked?.checked ? unlocked.keys : unlockAndSetCheck(writer, files, config, unlocked?.keys);
+      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer);
+    } catch (e) {
+      writer.close();
+      throw e;
+    }
   } catch (e) {
-    db.close();
+    reader?.close();
     throw e;
   }
 }
 
-function openDatabase(file: string, readonly: boolean): Database.Database {
+/** The database file and SQLite's companions, which must be writable too. */
+class DbFiles {
+  readonly db: string;
+  constructor(readonly folder: string) {
+    this.db = join(folder, DB_FILE_NAME);
+  }
+  get all(): readonly string[] {
+    return [this.db, `${this.db}-wal`, `${this.db}-shm`];
+  }
+}
+
+/**
+ * A read-only connection. On a read-only filesystem SQLite reads a WAL database only when its -shm
+ * file is there (it cannot create one); the store keeps it after a clean stop for that reason (see
+ * close()). Opening reads nothing: failures show at the first statement (readMeta).
+ */
+function openReader(files: DbFiles): Database.Database {
   try {
-    const db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
-    if (!readonly) {
-      db.pragma('journal_mode = WAL');
-      // FULL: a transaction is on disk when commit returns, so an answered 200 survives power loss.
-      db.pragma('synchronous = FULL');
-    }
+    return new Database(files.db, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw unreadable(e, files);
+  }
+}
+
+/**
+ * A read-write connection with the schema in place, or the reason writes are impossible now. Asks
+ * the filesystem first: SQLite would open a read-only file read-only without a word, and fail only
+ * at the first write.
+ */
+function openWriter(files: DbFiles): Database.Database | StoreReadOnlyError {
+  try {
+    mkdirSync(files.folder, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    // A recursive mkdir reports ENOENT on a read-only filesystem: ask the nearest existing folder.
+    const failure = errnoWriteFailure(e, files.folder) ?? folderWriteFailure(nearestExisting(files.folder), []);
+    if (failure !== undefined) return failure;
+    throw new ConfigError(`Cannot create store.db.folder ${files.folder}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const before = folderWriteFailure(files.folder, files.all);
+  if (before !== undefined) return before;
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(files.db, { timeout: BUSY_TIMEOUT_MS });
+    db.pragma('journal_mode = WAL');
+    // FULL: a transaction is on disk when commit returns, so an answered 200 survives power loss.
+    db.pragma('synchronous = FULL');
+    initialise(db);
     return db;
   } catch (e) {
-    throw new ConfigError(`Cannot open the database ${file}: ${describeSqliteError(e)}`);
+    db?.close();
+    const failure = sqliteWriteFailure(e, files.folder, files.all);
+    if (failure !== undefined) return failure;
+    throw unreadable(e, files);
   }
+}
+
+function nearestExisting(folder: string): string {
+  let path = folder;
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  return path;
+}
+
+/**
+ * What an operator reads when the database cannot be read: the filesystem's reason when there is
+ * one (StoreUnavailableError: the service answers 503 until it is back), else "not an EKM database"
+ * for a file SQLite does not recognise (ConfigError).
+ */
+function unreadable(e: unknown, files: DbFiles): ConfigError | StoreUnavailableError {
+  const code = describeSqliteError(e);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return new ConfigError(`${files.db} is not an EKM database (${code})`);
+  const failure = folderWriteFailure(files.folder, files.all);
+  if (failure !== undefined && code.startsWith('SQLITE_CANTOPEN') && !existsSync(`${files.db}-shm`)) {
+    return new StoreUnavailableError(
+      `Cannot read ${files.db} (${code}): ${failure.details}, and SQLite can read a WAL database there only with its -shm file, which is missing; make store.db.folder writable`,
+    );
+  }
+  return new StoreUnavailableError(`Cannot read ${files.db} (${code}${failure === undefined ? '' : `; ${failure.details}`})`);
 }
 
 function initialise(db: Database.Database): void {
@@ -103,18 +177,36 @@ function initialise(db: Database.Database): void {
   }).immediate();
 }
 
-function deriveAndCheck(db: Database.Database, config: EncryptedDbStoreConfig): Keys {
-  let meta: Map<string, Buffer>;
+function readMeta(db: Database.Database, files: DbFiles): Map<string, Buffer> {
   try {
     const rows = db.prepare('SELECT name, value FROM meta').all() as { name: string; value: Buffer }[];
-    meta = new Map(rows.map((r) => [r.name, r.value]));
+    return new Map(rows.map((r) => [r.name, r.value]));
   } catch (e) {
-    throw new ConfigError(`${join(config.folder, DB_FILE_NAME)} is not an EKM database (${describeSqliteError(e)})`);
+    if (describeSqliteError(e) === 'SQLITE_ERROR') throw new ConfigError(`${files.db} is not an EKM database (it has no meta table)`);
+    throw unreadable(e, files);
   }
+}
+
+/** The keys the passphrase gives; `checked` when a stored key-check value confirmed them. */
+function unlock(meta: Map<string, Buffer>, config: EncryptedDbStoreConfig, derived?: Keys): { keys: Keys; checked: boolean } {
+  const file = join(config.folder, DB_FILE_NAME);
   const kdf = meta.get('kdf');
   if (meta.get('format')?.toString() !== FORMAT_VERSION || kdf === undefined) {
-    throw new ConfigError(`${join(config.folder, DB_FILE_NAME)} is not an EKM database of a format this version reads`);
+    throw new ConfigError(`${file} is not an EKM database of a format this version reads`);
   }
+  const keys = derived ?? deriveKeys(kdf, config);
+  const check = meta.get('check');
+  if (check === undefined) return { keys, checked: false };
+  const opened = open(keys.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
+  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) {
+    throw new ConfigError(
+      `store.db.encryption.key does not open the database in ${config.folder}: wrong passphrase (nothing was changed)`,
+    );
+  }
+  return { keys, checked: true };
+}
+
+function deriveKeys(kdf: Buffer, config: EncryptedDbStoreConfig): Keys {
   const params = JSON.parse(kdf.toString()) as { N: number; r: number; p: number; maxmem: number; salt: string };
   const master = scryptSync(config.encryptionKey, Buffer.from(params.salt, 'base64'), 32, {
     N: params.N,
@@ -122,24 +214,26 @@ function deriveAndCheck(db: Database.Database, config: EncryptedDbStoreConfig): 
     p: params.p,
     maxmem: params.maxmem,
   });
-  const keys: Keys = {
+  return {
     encryption: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm record encryption', 32)),
     index: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm index hmac', 32)),
   };
-  const check = meta.get('check');
-  if (check === undefined) {
-    const iv = randomBytes(12);
-    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', Buffer.concat([iv, seal(keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]));
-    // Another process may have won the race with its own check value: verify whatever is stored.
-    return deriveAndCheck(db, config);
+}
+
+/** Unlocks through the write connection, storing the key-check value the first time. */
+function unlockAndSetCheck(db: Database.Database, files: DbFiles, config: EncryptedDbStoreConfig, derived?: Keys): Keys {
+  const unlocked = unlock(readMeta(db, files), config, derived);
+  if (unlocked.checked) return unlocked.keys;
+  const iv = randomBytes(12);
+  try {
+    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', Buffer.concat([iv, seal(unlocked.keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]));
+  } catch (e) {
+    const failure = sqliteWriteFailure(e, files.folder, files.all);
+    throw new StoreUnavailableError(`Cannot store the key-check value in ${files.db}: ${failure?.details ?? describeSqliteError(e)}`);
   }
-  const opened = open(keys.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
-  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) {
-    throw new ConfigError(
-      `store.db.encryption.key does not open the database in ${config.folder}: wrong passphrase (nothing was changed)`,
-    );
-  }
-  return keys;
+  // Another process may have won the race with its own check value: verify whatever is stored.
+  const stored = unlock(readMeta(db, files), config, unlocked.keys);
+  return stored.keys;
 }
 
 function seal(key: Buffer, iv: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
@@ -167,57 +261,109 @@ function describeSqliteError(e: unknown): string {
   return typeof code === 'string' ? code : e instanceof Error ? e.message : 'unknown error';
 }
 
+function readStatements(db: Database.Database) {
+  return {
+    probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
+    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
+    page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
+    count: db.prepare('SELECT count(*) FROM keys').pluck(),
+  };
+}
+
+function writeStatements(db: Database.Database) {
+  return {
+    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
+    byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
+    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
+    update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
+    delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
+    writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
+  };
+}
+
+interface Connection<S> {
+  readonly db: Database.Database;
+  readonly statements: S;
+}
+
+/**
+ * Two connections: reads go through a read-only one, which works whether or not the filesystem
+ * lets the store write; writes through a read-write one, absent while writes are impossible. Its
+ * data_version also changes with this process's own writes, so RecentReads needs no special case.
+ */
 class EncryptedDbStore implements Store {
   readonly type = 'EncryptedDbStore';
-  private readonly statements;
+  private reader: Connection<ReturnType<typeof readStatements>>;
+  private writer: Connection<ReturnType<typeof writeStatements>> | undefined;
+  /** Why the last write failed, until one succeeds. */
+  private writeFailure: StoreReadOnlyError | undefined;
+  private lastWriterAttempt = 0;
+  private lastWriteCheck = 0;
   private readonly recent = new RecentReads();
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly files: DbFiles,
+    reader: Database.Database,
     private readonly keys: Keys,
+    writer: Database.Database | StoreReadOnlyError,
   ) {
-    this.statements = {
-      probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
-      byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
-      byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
-      insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
-      update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
-      delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
-      page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
-      dataVersion: db.prepare('PRAGMA data_version').pluck(),
-      count: db.prepare('SELECT count(*) FROM keys').pluck(),
-    };
+    this.reader = { db: reader, statements: readStatements(reader) };
+    if (writer instanceof StoreReadOnlyError) {
+      this.writeFailure = writer;
+      this.lastWriterAttempt = performance.now();
+    } else {
+      this.writer = { db: writer, statements: writeStatements(writer) };
+    }
   }
 
   async probe(): Promise<void> {
     this.run(() => {
-      const row = this.statements.probe.get() as { value: Buffer } | undefined;
+      const row = this.reader.statements.probe.get() as { value: Buffer } | undefined;
       if (row === undefined) throw new StoreUnavailableError('The key-check record is missing');
       const plain = open(this.keys.encryption, row.value.subarray(0, 12), row.value.subarray(12), Buffer.alloc(0));
       if (plain === undefined) throw new StoreUnavailableError('The key-check record failed its integrity check');
     });
   }
 
+  /**
+   * Whether a write can succeed now, asked of the filesystem (read-only, permission, room for a
+   * byte) and, after a failed write, of SQLite with a one-row write; either at most once per
+   * WRITE_CHECK_INTERVAL_MS, the last answer standing in between. So /health sees writes fail
+   * before anyone's PUT does, and come back without one.
+   */
+  async probeWrites(): Promise<'up'> {
+    const writer = this.writable();
+    if (performance.now() - this.lastWriteCheck < WRITE_CHECK_INTERVAL_MS) {
+      if (this.writeFailure !== undefined) throw this.writeFailure;
+      return 'up';
+    }
+    this.lastWriteCheck = performance.now();
+    const failure = folderWriteFailure(this.files.folder, this.files.all);
+    if (failure !== undefined) throw this.writeFailed(failure);
+    if (this.writeFailure !== undefined) this.write(() => writer.statements.writeProbe.run());
+    return 'up';
+  }
+
   async listByEmail(email: string): Promise<StoredKey[]> {
     return this.run(() => {
-      this.recent.forgetIfChanged(this.statements.dataVersion.get() as number);
+      this.recent.forgetIfChanged(this.reader.statements.dataVersion.get() as number);
       const known = this.recent.get(email);
       if (known !== undefined) return [...known];
-      const keys = (this.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
+      const keys = (this.reader.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
       this.recent.set(email, keys);
       return [...keys];
     });
   }
 
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
-    // This connection's own commits do not change data_version: forget what it read.
-    this.recent.clear();
+    const { db, statements } = this.writable();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
-    return this.run(() =>
-      this.db
+    return this.write(() =>
+      db
         .transaction((): UpsertResult => {
-          const existing = this.statements.byFp.get(fp) as KeyRow | undefined;
+          const existing = statements.byFp.get(fp) as KeyRow | undefined;
           if (existing !== undefined && !existing.owner.equals(owner)) throw new FingerprintConflictError();
           if (existing !== undefined) {
             const old = this.decrypt(existing);
@@ -225,14 +371,14 @@ class EncryptedDbStore implements Store {
           }
           // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
           // sharing the file or --import can add a key between this count and the insert.
-          if (limits !== undefined) checkOwnerKeyLimits((this.statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
+          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
           if (existing === undefined) {
-            this.statements.insert.run(owner, fp, iv, record);
+            statements.insert.run(owner, fp, iv, record);
             return 'added';
           }
-          this.statements.update.run(iv, record, existing.id);
+          statements.update.run(iv, record, existing.id);
           return 'updated';
         })
         .immediate(),
@@ -240,18 +386,18 @@ class EncryptedDbStore implements Store {
   }
 
   async count(): Promise<number> {
-    return this.run(() => this.statements.count.get() as number);
+    return this.run(() => this.reader.statements.count.get() as number);
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {
-    this.recent.clear();
-    return this.run(() => this.statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
+    const { statements } = this.writable();
+    return this.write(() => statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
   }
 
   async *all(): AsyncIterable<StoredKey> {
     let after = 0;
     for (;;) {
-      const rows = this.run(() => this.statements.page.all(after) as KeyRow[]);
+      const rows = this.run(() => this.reader.statements.page.all(after) as KeyRow[]);
       if (rows.length === 0) return;
       for (const row of rows) yield this.decrypt(row);
       after = rows[rows.length - 1]!.id;
@@ -260,7 +406,84 @@ class EncryptedDbStore implements Store {
 
   async close(): Promise<void> {
     this.recent.clear();
-    this.db.close();
+    if (this.writer !== undefined) {
+      // Everything into the database file, so that a copy of it alone is whole; best effort and
+      // without waiting, as other workers may be reading.
+      try {
+        this.writer.db.pragma('busy_timeout = 0');
+        this.writer.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // busy or unwritable: the -wal keeps the commits, which are durable there too
+      }
+      this.writer.db.close();
+    }
+    // The read-only connection closes last, so SQLite leaves the -wal and -shm files in place: a
+    // later start on a read-only filesystem can read the database only with them.
+    this.reader.db.close();
+  }
+
+  /**
+   * The write connection, opened again (at most once per WRITER_RETRY_MS) when writes were
+   * impossible; throws the reason while they still are.
+   */
+  private writable(): Connection<ReturnType<typeof writeStatements>> {
+    if (this.writer !== undefined) return this.writer;
+    if (performance.now() - this.lastWriterAttempt >= WRITER_RETRY_MS) {
+      this.lastWriterAttempt = performance.now();
+      this.writeFailure = folderWriteFailure(this.files.folder, this.files.all) ?? this.reconnect();
+      if (this.writeFailure === undefined) return this.writer!;
+    }
+    throw this.writeFailure!;
+  }
+
+  /**
+   * Both connections anew, once the filesystem takes writes again; the reason when SQLite still
+   * cannot write. The reader goes first: SQLite shares one mapping of the -shm among a process's
+   * connections, and a reader that opened on a read-only filesystem mapped it read-only, which
+   * would leave the new writer read-only too.
+   */
+  private reconnect(): StoreReadOnlyError | undefined {
+    this.reader.db.close();
+    let writer: Database.Database | StoreReadOnlyError;
+    try {
+      writer = openWriter(this.files);
+    } finally {
+      const reader = openReader(this.files);
+      this.reader = { db: reader, statements: readStatements(reader) };
+      this.recent.clear();
+    }
+    if (writer instanceof StoreReadOnlyError) return writer;
+    this.writer = { db: writer, statements: writeStatements(writer) };
+    return undefined;
+  }
+
+  /**
+   * Runs a write. A failure the filesystem explains becomes StoreReadOnlyError; a read-only or
+   * forbidden filesystem also drops the write connection, to be opened again once it is writable.
+   */
+  private write<T>(op: () => T): T {
+    // This connection's own commits change the reader's data_version, but a failed write must not
+    // leave anything cached either.
+    this.recent.clear();
+    try {
+      const result = this.run(op);
+      this.writeFailure = undefined;
+      return result;
+    } catch (e) {
+      const failure = e instanceof StoreReadOnlyError ? e : sqliteWriteFailure((e as Error).cause, this.files.folder, this.files.all);
+      if (failure === undefined) throw e;
+      throw this.writeFailed(failure);
+    }
+  }
+
+  private writeFailed(failure: StoreReadOnlyError): StoreReadOnlyError {
+    this.writeFailure = failure;
+    this.lastWriterAttempt = performance.now();
+    if (failure.reason !== 'disk-full' && this.writer !== undefined) {
+      this.writer.db.close();
+      this.writer = undefined;
+    }
+    return failure;
   }
 
   private hash(kind: 'email' | 'fingerprint', value: string): Buffer {

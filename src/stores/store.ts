@@ -17,7 +17,8 @@ export type UpsertResult = 'added' | 'updated' | 'unchanged';
 
 /**
  * Where keys live. Every method either does what it says or throws: StoreUnavailableError (503) when
- * the backend cannot be reached or read, FingerprintConflictError (409) from upsert. A method never
+ * the backend cannot be reached or read, StoreReadOnlyError (503) from upsert and delete when it can
+ * be read but not written, FingerprintConflictError (409) from upsert. A method never
  * answers "nothing" because the backend failed: clients delete keys the EKM does not return.
  * Safe with one process per CPU using the same backend at once; nothing is cached that could serve
  * a deleted key.
@@ -27,6 +28,13 @@ export interface Store {
   readonly type: string;
   /** One real round trip to the backend (a LOCATE or equivalent); resolves when it succeeded. */
   probe(): Promise<void>;
+  /**
+   * Whether a write could succeed now, for /health, without writing a key: 'up', or 'unchecked'
+   * from a store that cannot tell cheaply; throws StoreReadOnlyError naming the cause (read-only
+   * filesystem, permission, full disk) when writes would fail. Absent: 'unchecked' (Pkcs11Store,
+   * KmipStore: neither protocol tells whether a write would succeed short of making one).
+   */
+  probeWrites?(): Promise<'up' | 'unchecked'>;
   /** The keys stored for this email (normalised by the caller: keys/email-address.ts), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
