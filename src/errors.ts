@@ -86,6 +86,13 @@ export class ClientAbortedError extends EkmError {
   }
 }
 
+/** 431: more header lines than the server accepts. */
+export class HeaderFieldsTooLargeError extends EkmError {
+  constructor(details: string) {
+    super(431, 'ERR_HEADERS_TOO_LARGE', 'Request header fields too large', details);
+  }
+}
+
 /** 415: the request body is not `application/json`. */
 export class UnsupportedMediaTypeError extends EkmError {
   constructor(details = '') {

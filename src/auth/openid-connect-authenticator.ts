@@ -10,6 +10,8 @@ import { VerifiedTokenCache } from './verified-token-cache.js';
 
 /** Asymmetric algorithms only: never `none`, never HS* (which would accept the public key as a secret). */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+/** Longest Authorization header looked at. Google ID tokens are about 1 KB; 8 KB leaves room for large claim sets. */
+const MAX_AUTHORIZATION_LENGTH = 8 * 1024;
 /** Clock skew tolerated on exp, nbf and iat. */
 const CLOCK_TOLERANCE_S = 60;
 /** Google issues both spellings (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken). */
@@ -80,6 +82,10 @@ export class OpenIdConnectAuthenticator implements Authenticator {
 function bearerToken(authorization: string | undefined): string {
   if (authorization === undefined || authorization === '') {
     throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header', 'Send Authorization: Bearer <ID token>');
+  }
+  // Before any parsing: a large token costs CPU in base64 and JSON decoding even when it is refused.
+  if (authorization.length > MAX_AUTHORIZATION_LENGTH) {
+    throw new AuthenticationError('ERR_TOKEN_TOO_LARGE', 'ID token is too large', `At most ${MAX_AUTHORIZATION_LENGTH} characters are accepted`);
   }
   const m = /^Bearer +([A-Za-z0-9_\-.]+=*)\s*$/i.exec(authorization);
   if (m === null) throw new AuthenticationError('ERR_TOKEN_MALFORMED', 'Authorization header must be: Bearer <ID token>');

@@ -1,12 +1,11 @@
 import cluster from 'node:cluster';
-import http from 'node:http';
-import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ACLS } from '../acl/acl-registry.js';
 import { AUTHENTICATORS } from '../auth/authenticator-registry.js';
 import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
 import { createApp } from '../http/app.js';
+import { createHttpServer } from '../http/http-server.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
@@ -44,12 +43,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
       acl: ACLS[config.acl.type](config),
     });
-    const server = config.api.https
-      ? https.createServer({ ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' }, app.callback())
-      : http.createServer(app.callback());
-    server.headersTimeout = 20_000;
-    server.requestTimeout = 60_000;
-    server.keepAliveTimeout = 65_000;
+    const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.api.port, config.api.hostname, () => {

@@ -11,6 +11,7 @@ import type { Store } from '../stores/store.js';
 import { accessLogMiddleware } from './access-log-middleware.js';
 import type { EkmState } from './ekm-state.js';
 import { errorMiddleware } from './error-middleware.js';
+import { headerChecks } from './header-checks.js';
 import { lingeringClose } from './lingering-close.js';
 import { privateKeyRoutes } from './routes/private-key-routes.js';
 import { publicKeyRoutes } from './routes/public-key-routes.js';
@@ -30,8 +31,8 @@ const PREFIXED_ROUTE = /^(?:\/[^/]+)*?(\/(?:v1\/keys\/|keys\/|\.well-known\/open
 
 /**
  * The Koa application. Middleware order: lingering close (an answer given before the body was read still
- * reaches the client), access log and request id, error rendering, security
- * headers, CORS, path prefix removal, routes, then 404/405 for everything else.
+ * reaches the client), access log and request id, error rendering, header checks
+ * (duplicates, count), security headers, CORS, path prefix removal, routes, then 404/405 for everything else.
  */
 export function createApp(parts: AppParts): Koa<EkmState> {
   const { config, logger, store, authenticator, acl } = parts;
@@ -41,6 +42,7 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   app.use(lingeringClose);
   app.use(accessLogMiddleware(logger));
   app.use(errorMiddleware);
+  app.use(headerChecks);
   app.use(helmet());
   app.use(
     cors({

@@ -358,6 +358,10 @@ describe('--export and --import', () => {
       });
       assert.equal(put.status, 405);
       assert.equal(((await put.json()) as { message: string }).message, 'No key has been generated for ivan@a.test yet. Please ask your administrator.');
+      // The refused upload is an audit entry of the attempt.
+      const refusal = await waitForLine(() => ekm.output, /"audit":"private-key.write"[^\n]*"status":405|"status":405[^\n]*"audit":"private-key.write"/);
+      assert.match(refusal, /"code":"ERR_CLIENT_UPLOAD_DISABLED"/);
+      assert.match(refusal, /"email":"ivan@a.test"/);
 
       const file = join(root, 'provision.json');
       writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys: [{ email: 'ivan@a.test', privateKey: ivan.armored }] }), { mode: 0o600 });
@@ -374,3 +378,14 @@ describe('--export and --import', () => {
     });
   });
 });
+
+/** The first line of `text()` matching `pattern`, waiting up to 5 s for it (log lines are written at the end of an event-loop turn). */
+async function waitForLine(text: () => string, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const line = text().split('\n').find((l) => pattern.test(l));
+    if (line !== undefined) return line;
+    if (Date.now() > deadline) assert.fail(`No line matching ${pattern} in:\n${text()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -44,17 +44,18 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
 
   const put = (legacy: boolean) => async (ctx: Ctx) => {
     const identity = await authorizeFor(ctx, 'private-key.write');
-    if (config.api.keyProvisioning === 'admin') {
-      // RFC 9110: a 405 says what is allowed.
-      ctx.set('Allow', 'HEAD, GET');
-      throw new MethodNotAllowedError(
-        `No key has been generated for ${identity.email} yet. Please ask your administrator.`,
-        'Keys are provisioned by an administrator',
-        'ERR_CLIENT_UPLOAD_DISABLED',
-      );
-    }
-    const body = await readJsonObject(ctx);
+    // Refusals of the upload itself (provisioning policy, a bad or aborted body) are audited too.
     await audited(ctx, 'private-key.write', identity, async () => {
+      if (config.api.keyProvisioning === 'admin') {
+        // RFC 9110: a 405 says what is allowed.
+        ctx.set('Allow', 'HEAD, GET');
+        throw new MethodNotAllowedError(
+          `No key has been generated for ${identity.email} yet. Please ask your administrator.`,
+          'Keys are provisioned by an administrator',
+          'ERR_CLIENT_UPLOAD_DISABLED',
+        );
+      }
+      const body = await readJsonObject(ctx);
       const armored = stringField(body, legacy ? 'decryptedPrivateKey' : 'privateKey');
       const claimed: ClaimedKeyFacts = legacy
         ? { publicKey: optionalStringField(body, 'publicKey'), fingerprint: optionalStringField(body, 'fingerprint'), longid: optionalStringField(body, 'longid') }
