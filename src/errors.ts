@@ -34,6 +34,16 @@ export class KeyRejectedError extends EkmError {
   }
 }
 
+/**
+ * 400: storing this key would take its owner past a per-user limit (`api.keys.max.per.user`,
+ * `api.keys.max.bytes.per.user`). The message is written for the apps to show to the user.
+ */
+export class KeyLimitError extends EkmError {
+  constructor(code: 'ERR_KEY_COUNT_LIMIT' | 'ERR_KEY_BYTES_LIMIT', message: string, details = '') {
+    super(400, code, message, details);
+  }
+}
+
 /** 401: the ID token is missing, malformed, expired or otherwise not acceptable. */
 export class AuthenticationError extends EkmError {
   constructor(code: string, message: string, details = '') {

@@ -10,6 +10,7 @@ import type { Logger } from '../logging/logger.js';
 import type { Store } from '../stores/store.js';
 import { accessLogMiddleware } from './access-log-middleware.js';
 import type { EkmState } from './ekm-state.js';
+import { isAllowedOrigin } from './cors-origins.js';
 import { errorMiddleware } from './error-middleware.js';
 import { headerChecks } from './header-checks.js';
 import { lingeringClose } from './lingering-close.js';
@@ -26,8 +27,13 @@ export interface AppParts {
   readonly acl: Acl;
 }
 
-/** API paths recognised behind a reverse proxy that adds a prefix (e.g. /ekm/v1/keys/private). */
-const PREFIXED_ROUTE = /^(?:\/[^/]+)*?(\/(?:v1\/keys\/|keys\/|\.well-known\/openpgpkey\/).*|\/health|\/error)$/;
+/**
+ * API paths recognised behind a reverse proxy that adds a prefix (e.g. /ekm/v1/keys/private): the
+ * prefix, then a known route tail. A prefix ending in an API version of its own (`/v2/keys/private`)
+ * is an unknown version, not a prefix in front of the legacy `/keys/...` routes: it stays a 404.
+ */
+const PREFIXED_ROUTE = /^((?:\/[^/]+)*?)(\/(?:v1\/keys\/|keys\/|\.well-known\/openpgpkey\/).*|\/health|\/error)$/;
+const VERSION_SEGMENT = /\/v\d+$/i;
 
 /**
  * The Koa application. Middleware order: lingering close (an answer given before the body was read still
@@ -50,7 +56,7 @@ export function createApp(parts: AppParts): Koa<EkmState> {
         // The Web Key Directory is public: any origin may read it (and preflight it).
         if (WKD_PATH.test(ctx.path)) return '*';
         const origin = ctx.get('Origin');
-        return config.api.corsOrigins === undefined || config.api.corsOrigins.includes(origin) ? origin : '';
+        return config.api.corsOrigins === undefined || isAllowedOrigin(config.api.corsOrigins, origin) ? origin : '';
       },
       allowMethods: ['GET', 'PUT', 'OPTIONS'],
       allowHeaders: ['Authorization', 'Content-Type'],
@@ -60,10 +66,11 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   );
   app.use(async (ctx, next) => {
     const m = PREFIXED_ROUTE.exec(ctx.path);
-    if (m !== null && m[1] !== ctx.path) ctx.path = m[1]!;
+    if (m !== null && m[1] !== '' && !(m[2]!.startsWith('/keys/') && VERSION_SEGMENT.test(m[1]!))) ctx.path = m[2]!;
     await next();
   });
-  const router = new Router<EkmState>();
+  // Paths are case-sensitive (/V1/Keys/Private is no route), as the API's own documentation says.
+  const router = new Router<EkmState>({ sensitive: true });
   serviceRoutes(router, config, store);
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);

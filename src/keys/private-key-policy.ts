@@ -1,6 +1,7 @@
 import type * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../errors.js';
 import type { StoredKey } from '../stores/store.js';
+import { isSameMailbox, normalizeEmailAddress } from './email-address.js';
 import { loadOpenpgp } from './load-openpgp.js';
 
 /** Smallest RSA modulus accepted, in bits. */
@@ -25,6 +26,7 @@ export interface ClaimedKeyFacts {
  * public key derived here rather than trusted from the client.
  */
 export async function validatePrivateKey(armored: string, email: string, claimed: ClaimedKeyFacts = {}, now = new Date()): Promise<StoredKey> {
+  if (normalizeEmailAddress(email) !== email) throw new TypeError('validatePrivateKey needs an owner email normalised by keys/email-address.ts');
   if (armored.length > MAX_ARMORED_LENGTH) throw new KeyRejectedError('The private key is too large');
   if (!armored.includes('-----BEGIN PGP PRIVATE KEY BLOCK-----')) {
     if (armored.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
@@ -83,10 +85,15 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   return { email, fingerprint, privateKey: key.armor(), publicKey: publicKey.armor() };
 }
 
+/**
+ * A user id is the owner's only when its email names the owner's mailbox under the one email rule
+ * (a Kelvin-sign or fullwidth lookalike of kate@example.com is not Kate's); other user ids stay on
+ * the key as they are.
+ */
 async function requireUserId(key: openpgp.PrivateKey, email: string, now: Date): Promise<void> {
-  const matching = key.users.filter((u) => u.userID?.email.toLowerCase() === email);
+  const matching = key.users.filter((u) => isSameMailbox(u.userID?.email, email));
   if (matching.length === 0) {
-    throw new KeyRejectedError(`The key has no user id for ${email}`, 'The key must carry a user id with the email you are signed in with');
+    throw new KeyRejectedError(`The key has no user id for ${email}`, 'The key must carry a user id with the email you are signed in with, in ASCII (a lookalike character such as U+212A KELVIN SIGN does not count)');
   }
   for (const user of matching) {
     try {

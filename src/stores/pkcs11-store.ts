@@ -4,6 +4,7 @@ import { StoreUnavailableError } from '../errors.js';
 import type { EngineChannel } from './pkcs11/engine-protocol.js';
 import { HostChannel } from './pkcs11/host-channel.js';
 import { Pkcs11Engine } from './pkcs11/pkcs11-engine.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /**
@@ -42,9 +43,10 @@ export class Pkcs11Store implements Store {
     return this.engine().call({ op: 'list', email });
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     // Only the four fields cross the boundary, whatever else the caller's object carries.
-    return this.engine().call({ op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey } });
+    const request = { op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey } } as const;
+    return this.engine().call(limits === undefined ? request : { ...request, limits: { maxKeys: limits.maxKeys, maxBytes: limits.maxBytes } });
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {

@@ -14,13 +14,14 @@ import { TestPki } from '../support/test-pki.js';
 const AUDIENCE = 'ekm-e2e-extension';
 const KEYSTORE_PASSWORD = 'e2e keystore password 41d2';
 
-/** An error answer: the status, and the body format every client relies on. */
-function assertError(answer: Answer, status: number, message?: RegExp): void {
-  assert.equal(answer.status, status, answer.text);
-  assert.equal(answer.json?.code, status, answer.text);
-  assert.equal(typeof answer.json?.message, 'string', answer.text);
-  assert.equal(typeof answer.json?.details, 'string', answer.text);
-  if (message) assert.match(answer.json.message, message);
+/** An error answer: the status, and the body format every client relies on; `input` names what was sent. */
+function assertError(answer: Answer, status: number, message?: RegExp, input?: string): void {
+  const context = input === undefined ? answer.text : `${input}: ${answer.status} ${answer.text.slice(0, 300)}`;
+  assert.equal(answer.status, status, context);
+  assert.equal(answer.json?.code, status, context);
+  assert.equal(typeof answer.json?.message, 'string', context);
+  assert.equal(typeof answer.json?.details, 'string', context);
+  if (message) assert.match(answer.json.message, message, context);
 }
 
 /** What the client-flow suite needs of a store. */
@@ -176,6 +177,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     }
     assert.deepEqual((await call('/v1/keys/public/nobody@example.com')).json, { publicKeys: [] });
     assertError(await call('/v1/keys/public/not-an-email'), 400);
+    assertError(await call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
   });
 
   it('accepts the legacy paths and bodies of older clients', async () => {
@@ -186,6 +188,12 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.equal((await putKey(token, legacy, '/keys/private')).status, 200);
     assert.equal((await putKey(token, { decryptedPrivateKey: frank.armored, publicKey: frank.publicKey, longid: frank.fingerprint.slice(-16) }, '/keys/private')).status, 200);
     assertError(await putKey(token, { ...legacy, fingerprint: alice.fingerprint }, '/keys/private'), 400, /fingerprint sent does not match/);
+    // Browser 8.3.2 sends the older body to /v1, with the same checks.
+    assert.equal((await putKey(token, legacy)).status, 200);
+    assertError(await putKey(token, { ...legacy, publicKey: alice.publicKey }), 400, /public key sent does not match/);
+    // privateKey wins when both are present.
+    assert.equal((await putKey(token, { privateKey: frank.armored, decryptedPrivateKey: 'not a key' })).status, 200);
+    assertError(await putKey(token, { publicKey: frank.publicKey }), 400, /Field 'privateKey' is required/);
     const get = await call('/keys/private', { headers: auth(token) });
     assert.equal(get.status, 200);
     assert.equal(get.json.privateKeys.length, 1);
@@ -213,20 +221,30 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       'tampered payload': `${header}.${enc({ ...claims, email: 'bob@example.com' })}.${signature}`,
       'no email': await mint({ email_verified: true }),
       'unverified email': await mint({ email: 'alice@example.com', email_verified: false }),
+      // Validly signed, but the email is a lookalike or a break-out (the one email rule, keys/email-address.ts).
+      'email with U+212A KELVIN SIGN': await mint({ email: '\u212Aate@example.com', email_verified: true }),
+      'email with a fullwidth a': await mint({ email: '\uFF41lice@example.com', email_verified: true }),
+      'email with ESC': await mint({ email: 'alice\x1b@example.com', email_verified: true }),
+      'email with NUL': await mint({ email: 'alice\0@example.com', email_verified: true }),
+      'email with a quote': await mint({ email: '"alice"@example.com', email_verified: true }),
       garbage: 'not-a-token',
     };
     for (const [name, token] of Object.entries(hostile)) {
       const answer = await call('/v1/keys/private', { headers: auth(token) });
-      assertError(answer, 401);
+      assertError(answer, 401, undefined, `hostile token '${name}'`);
       assert.doesNotMatch(answer.text, /PRIVATE KEY/, name);
       assert.equal(answer.text.includes(token), false, `${name}: token echoed`);
     }
     assertError(await call('/v1/keys/private'), 401, /Missing Authorization header/);
     assertError(await call('/v1/keys/private', { headers: { authorization: 'Basic YWxpY2U6cGFzcw==' } }), 401);
+    for (const name of ['alg none', 'HS256 signed with the public key']) {
+      assertError(await call('/v1/keys/private', { headers: auth(hostile[name]!) }), 401, /signing algorithm is not accepted/, name);
+    }
     assertError(await call('/v1/keys/private', { headers: auth(hostile['expired']!) }), 401, /expired/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['wrong audience']!) }), 401, /audience/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unknown signing key']!) }), 401, /unknown signing key/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unverified email']!) }), 401, /not verified/);
+    assertError(await call('/v1/keys/private', { headers: auth(hostile['email with U+212A KELVIN SIGN']!) }), 401, /email in the ID token cannot be used here: it contains the character U\+212A/);
   });
 
   it('refuses every bad body with a 4xx in the error format, never a 5xx', async () => {

@@ -78,10 +78,9 @@ describe('BoundedOutput', () => {
       },
     });
     const logger = loggerWith(output);
-    for (let n = 0; n < 5; n++) {
-      logger.info('entry', { n });
-      await sleep(2);
-    }
+    // In one turn, so that a loaded machine cannot stretch the gaps past lingerMs (without the
+    // linger each record goes out alone).
+    for (let n = 0; n < 5; n++) logger.info('entry', { n });
     await sleep(100);
     assert.deepEqual(batches, [5]);
     for (let n = 0; n < 120; n++) logger.info('burst', { n });
@@ -114,24 +113,35 @@ describe('BoundedOutput', () => {
       capacity: 100,
       concurrency: 2,
       deliveryTimeoutMs: 60_000,
-      reportIntervalMs: 200,
+      reportIntervalMs: 1_000,
       onLoss: (report) => reports.push(report),
       deliver: () => undefined, // never answers
     });
     const logger = loggerWith(output);
+    // winston's logger is a stream: entries past its buffer reach the output a few turns later, so
+    // the test waits for the output to have seen them all (a fixed sleep was too short under load).
+    const seen = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      while (output.totals.accepted + output.totals.dropped < n && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      assert.equal(output.totals.accepted + output.totals.dropped, n);
+    };
     const started = process.hrtime.bigint();
     for (let n = 0; n < 10_000; n++) logger.info('entry', { n });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     console.log(`10000 entries into a destination that never answers: ${ms.toFixed(1)} ms in the caller`);
     assert.ok(ms < 2000, `logging took ${ms} ms`);
+    await seen(10_000);
     assert.equal(output.pending, 102); // 2 in flight + 100 queued
-    await sleep(50);
+    // "At once": well within the 1 s interval, which only the reports after the first wait for.
+    const firstBy = Date.now() + 500;
+    while (reports.length === 0 && Date.now() < firstBy) await sleep(10);
     assert.equal(reports.length, 1, 'the first loss is reported at once');
     assert.equal(reports[0]?.dropped, 10_000 - 102);
     for (let n = 0; n < 50; n++) logger.info('more', { n });
+    await seen(10_050);
     await sleep(50);
     assert.equal(reports.length, 1, 'not more than once per interval');
-    await sleep(250);
+    await sleep(1_100);
     assert.equal(reports.length, 2);
     assert.equal(reports[1]?.dropped, 50);
     output.close();

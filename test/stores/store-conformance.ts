@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { FingerprintConflictError } from '../../src/errors.js';
+import { FingerprintConflictError, KeyLimitError } from '../../src/errors.js';
 import type { Store, StoredKey } from '../../src/stores/store.js';
 
 /**
@@ -77,6 +77,44 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
         const got = (await store.listByEmail(email(`many${i}`))).map((k) => k.fingerprint).sort();
         assert.deepEqual(got, expected);
       }
+    });
+
+    it('holds an owner to the number of keys: a new fingerprint past it is refused, an update of a held one passes', async () => {
+      const limits = { maxKeys: 3, maxBytes: 1024 * 1024 };
+      const keys = Array.from({ length: 3 }, () => makeKey(email('frank')));
+      for (const k of keys) assert.equal(await store.upsert(k, limits), 'added');
+      await assert.rejects(store.upsert(makeKey(email('frank')), limits), (e: unknown) => {
+        assert.ok(e instanceof KeyLimitError);
+        assert.equal(e.code, 'ERR_KEY_COUNT_LIMIT');
+        assert.equal(e.message, 'at most 3 keys per user: ask your administrator to remove old ones');
+        return true;
+      });
+      const revoked = { ...keys[1]!, privateKey: keys[1]!.privateKey.replace('PRIVATE KEY BLOCK-----\n', 'PRIVATE KEY BLOCK-----\nComment: revoked\n') };
+      assert.equal(await store.upsert(revoked, limits), 'updated');
+      assert.deepEqual(await store.listByEmail(email('frank')), [keys[0], revoked, keys[2]]);
+      // Another owner is not counted with this one.
+      assert.equal(await store.upsert(makeKey(email('grace')), limits), 'added');
+    });
+
+    it('holds an owner to the byte budget: a new key past it is refused, an update may grow only into the room left', async () => {
+      const first = makeKey(email('heidi'));
+      const size = Buffer.byteLength(first.privateKey);
+      const limits = { maxKeys: 10, maxBytes: 2 * size + 100 };
+      assert.equal(await store.upsert(first, limits), 'added');
+      assert.equal(await store.upsert(makeKey(email('heidi')), limits), 'added');
+      await assert.rejects(store.upsert(makeKey(email('heidi')), limits), (e: unknown) => e instanceof KeyLimitError && e.code === 'ERR_KEY_BYTES_LIMIT' && /^at most \d+ bytes of keys per user: ask your administrator to remove old ones$/.test(e.message));
+      const grown = (n: number) => ({ ...first, privateKey: first.privateKey.replace('BLOCK-----\n', `BLOCK-----\nComment: ${'x'.repeat(n)}\n`) });
+      await assert.rejects(store.upsert(grown(120), limits), KeyLimitError);
+      assert.equal(await store.upsert(grown(50), limits), 'updated');
+      assert.equal((await store.listByEmail(email('heidi'))).length, 2);
+    });
+
+    it("keeps one owner's concurrent new keys within the number of keys", async () => {
+      const limits = { maxKeys: 3, maxBytes: 1024 * 1024 };
+      const results = await Promise.allSettled(Array.from({ length: 8 }, () => store.upsert(makeKey(email('ivan')), limits)));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+      assert.ok(results.every((r) => r.status === 'fulfilled' || r.reason instanceof KeyLimitError));
+      assert.equal((await store.listByEmail(email('ivan'))).length, 3);
     });
 
     it('iterates every stored key', async () => {

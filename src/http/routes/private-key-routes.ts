@@ -42,7 +42,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
     });
   };
 
-  const put = (legacy: boolean) => async (ctx: Ctx) => {
+  const put = async (ctx: Ctx) => {
     const identity = await authorizeFor(ctx, 'private-key.write');
     // Refusals of the upload itself (provisioning policy, a bad or aborted body) are audited too.
     await audited(ctx, 'private-key.write', identity, async () => {
@@ -56,12 +56,9 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
         );
       }
       const body = await readJsonObject(ctx);
-      const armored = stringField(body, legacy ? 'decryptedPrivateKey' : 'privateKey');
-      const claimed: ClaimedKeyFacts = legacy
-        ? { publicKey: optionalStringField(body, 'publicKey'), fingerprint: optionalStringField(body, 'fingerprint'), longid: optionalStringField(body, 'longid') }
-        : {};
+      const { armored, claimed } = submittedKey(body);
       const key = await validatePrivateKey(armored, identity.email, claimed);
-      const result = await store.upsert(key);
+      const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
       return { fingerprints: [key.fingerprint], change: result };
@@ -69,9 +66,23 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
   };
 
   router.get('/v1/keys/private', get);
-  router.put('/v1/keys/private', put(false));
+  router.put('/v1/keys/private', put);
   router.get('/keys/private', get);
-  router.put('/keys/private', put(true));
+  router.put('/keys/private', put);
+}
+
+/**
+ * The key of a PUT body on either path: `{privateKey}` (current apps), or the older
+ * `{decryptedPrivateKey, publicKey?, fingerprint?, longid?}` that the legacy path and browser
+ * releases up to 8.3.2 send to /v1 too. `privateKey` wins when both are present; whatever the client
+ * asserts about the key must match it.
+ */
+function submittedKey(body: Record<string, unknown>): { armored: string; claimed: ClaimedKeyFacts } {
+  const armored = body['privateKey'] === undefined && body['decryptedPrivateKey'] !== undefined ? stringField(body, 'decryptedPrivateKey') : stringField(body, 'privateKey');
+  return {
+    armored,
+    claimed: { publicKey: optionalStringField(body, 'publicKey'), fingerprint: optionalStringField(body, 'fingerprint'), longid: optionalStringField(body, 'longid') },
+  };
 }
 
 /** Runs a key operation and writes its audit entry, whatever the outcome. */

@@ -70,7 +70,7 @@ function serve(s: TokenRecordStore, r: EngineRequest): unknown {
     case 'list':
       return s.list(r.email);
     case 'upsert':
-      return s.upsert(r.key);
+      return s.upsert(r.key, r.limits);
     case 'delete':
       return s.delete(r.email, r.fingerprint);
     case 'scanOpen':
