@@ -3,6 +3,7 @@ import type { Config } from '../config/config.js';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { runPrimary } from '../cluster/primary.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
 import { openStore, startStoreHost } from '../stores/store-registry.js';
 import { loadKeystore, loadTruststore } from '../tls/pkcs12.js';
 
@@ -35,6 +36,8 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
       // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
       logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
     }
+    // Before the workers: the listener counts worker restarts from the first fork on.
+    await startMetricsServer(config, logger);
     return await runPrimary(config, logger);
   } finally {
     await host?.close();

@@ -6,7 +6,11 @@ import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
 import { createApp } from '../http/app.js';
 import { createHttpServer } from '../http/http-server.js';
+import { keyVerificationPool } from '../keys/key-verification-pool.js';
 import type { Logger } from '../logging/logger.js';
+import { answerMetricsRequests } from '../metrics/cluster-metrics.js';
+import { measuredAuthenticator } from '../metrics/measured-authenticator.js';
+import { MeasuredStore } from '../metrics/measured-store.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
@@ -34,13 +38,14 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     if (m?.type === 'shutdown') stop();
   });
   cluster.worker?.on('disconnect', () => stop());
+  answerMetricsRequests();
   try {
-    const store = await openStore(config.store, { logger, setup: false });
+    const store = new MeasuredStore(await openStore(config.store, { logger, setup: false }));
     const app = createApp({
       config,
       logger,
       store,
-      authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
+      authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
     const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
@@ -66,7 +71,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       }, DRAIN_TIMEOUT_MS);
       force.unref();
       server.close(() => {
-        const closing = Promise.race([store.close(), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
+        const closing = Promise.race([Promise.all([store.close(), keyVerificationPool.close()]), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
         void closing.finally(() => logger.flush().finally(() => process.exit(0)));
       });
       server.closeIdleConnections();

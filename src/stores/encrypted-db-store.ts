@@ -185,6 +185,7 @@ class EncryptedDbStore implements Store {
       delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
       page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
+      count: db.prepare('SELECT count(*) FROM keys').pluck(),
     };
   }
 
@@ -236,6 +237,10 @@ class EncryptedDbStore implements Store {
         })
         .immediate(),
     );
+  }
+
+  async count(): Promise<number> {
+    return this.run(() => this.statements.count.get() as number);
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {

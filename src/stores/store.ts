@@ -39,6 +39,11 @@ export interface Store {
   upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult>;
   /** Deletes the key of this email and fingerprint; false when there was none. */
   delete(email: string, fingerprint: string): Promise<boolean>;
+  /**
+   * How many keys are stored, for the metrics; only stores that can count cheaply (a database)
+   * implement it: on an HSM or key server it would walk every object.
+   */
+  count?(): Promise<number>;
   /** Every stored key, for export. */
   all(): AsyncIterable<StoredKey>;
   /** Releases connections and handles; the store is unusable afterwards. */

@@ -109,5 +109,5 @@ function auditRefusal(ctx: Ctx, event: AuditEvent, identity: Identity | undefine
 }
 
 function auditContext(ctx: Ctx, event: AuditEvent, identity: Identity | undefined) {
-  return { event, email: identity?.email, clientAddress: ctx.ip, userAgent: ctx.get('User-Agent') || undefined };
+  return { event, email: identity?.email, clientAddress: ctx.state.clientAddress, userAgent: ctx.get('User-Agent') || undefined };
 }

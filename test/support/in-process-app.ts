@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Authenticator } from '../../src/auth/authenticator.js';
+import { parseConfig } from '../../src/config/load-config.js';
+import { createApp } from '../../src/http/app.js';
+import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
+import type { Store } from '../../src/stores/store.js';
+import { MemoryLogger } from './memory-logger.js';
+
+const PASSPHRASE = 'in-process app test passphrase';
+
+/** The Koa app on 127.0.0.1 with a real EncryptedDbStore in a temp dir, logging to memory. */
+export interface InProcessApp {
+  readonly base: string;
+  readonly logger: MemoryLogger;
+  /** The store the app was given (after `wrapStore`). */
+  readonly store: Store;
+  /** The store as opened, before `wrapStore`. */
+  readonly inner: Store;
+  close(): Promise<void>;
+}
+
+export async function startInProcessApp(options: {
+  readonly properties?: readonly string[];
+  readonly authenticator: Authenticator;
+  readonly wrapStore?: (store: Store) => Store;
+}): Promise<InProcessApp> {
+  const dir = mkdtempSync(join(tmpdir(), 'ekm-app-'));
+  const text = ['org.id=app-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${join(dir, 'db')}`, `store.db.encryption.key=${PASSPHRASE}`,
+    'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl', ...(options.properties ?? [])].join('\n');
+  const logger = new MemoryLogger();
+  const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
+  const store = options.wrapStore?.(inner) ?? inner;
+  const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} } });
+  const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    logger,
+    store,
+    inner,
+    async close() {
+      await new Promise((r) => server.close(r));
+      await inner.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
