@@ -12,7 +12,7 @@ const CRASH_WINDOW_MS = 60_000;
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 /**
  * V8's young generation, per semi-space, in the workers. Under load V8 grows it to its 64-bit
- * default of 16 MB (three semi-spaces resident), which took workers from about 90 MB to 130-150 MB
+ * default (16 MB on Node.js 20, 32 MB on 24; three semi-spaces resident), which took workers from about 90 MB to 130-150 MB
  * RSS; at 8 MB they stay near 105 MB with no CPU difference the benchmark could measure (requests
  * allocate little that outlives them). An operator's own setting (NODE_OPTIONS or the command line)
  * is left alone.
