@@ -53,7 +53,7 @@ export function audit(logger: Logger, record: AuditRecord): void {
     status,
     code: record.code,
     change: record.change,
-    keyState: record.keyState,
+    ...(record.keyState === undefined ? {} : { keyState: record.keyState }),
     // Under the one email rule, else escaped as given: Unicode lowercasing made a lookalike's email its victim's.
     email: record.email === undefined ? undefined : (normalizeEmailAddress(record.email) ?? displayEmail(record.email)),
     fingerprints: record.fingerprints.map((fp) => {

@@ -1,5 +1,6 @@
 import { Gauge } from 'prom-client';
 import { EkmError, StoreUnavailableError } from '../errors.js';
+import type { OwnerKeyLimits } from '../stores/owner-key-limits.js';
 import type { Store, StoredKey, UpsertResult } from '../stores/store.js';
 import { registry, storeOperationDuration, storeOperations } from './ekm-metrics.js';
 
@@ -63,8 +64,8 @@ export class MeasuredStore implements Store {
     return this.measure('list', () => this.inner.listByEmail(email));
   }
 
-  upsert(key: StoredKey): Promise<UpsertResult> {
-    return this.measure('upsert', () => this.inner.upsert(key));
+  upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    return this.measure('upsert', () => this.inner.upsert(key, limits));
   }
 
   delete(email: string, fingerprint: string): Promise<boolean> {

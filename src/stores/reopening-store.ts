@@ -1,4 +1,5 @@
 import { ConfigError, StoreUnavailableError } from '../errors.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoredKey, UpsertResult } from './store.js';
 
 /** How often a store that could not be opened is tried again, at most. */
@@ -37,8 +38,8 @@ export class ReopeningStore implements Store {
     return (await this.current()).listByEmail(email);
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
-    return (await this.current()).upsert(key);
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    return (await this.current()).upsert(key, limits);
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {
