@@ -212,6 +212,9 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.equal(health.storeStatus, 'up');
     assert.equal(await unitProperty('User'), 'flowcrypt-ekm');
     assert.equal(await unitProperty('NRestarts'), '0');
+    // A core dump would hold decrypted keys: the running primary has no core file size to write.
+    assert.equal(await unitProperty('LimitCORE'), '0');
+    assert.match(await container.sh(`cat /proc/${await unitProperty('MainPID')}/limits`), /^Max core file size\s+0\s+0\s/m);
   });
 
   step('stores and returns a private key, with a token of an identity provider configured in /etc', async () => {
