@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyLimitError, KeyRejectedError } from '../errors.js';
 import { checkEmailAddress, displayEmail, domainOf, type EmailCheck } from '../keys/email-address.js';
-import { validatePrivateKey } from '../keys/private-key-policy.js';
+import { unusableStateOf, validatePrivateKey, type UnusableKeyState } from '../keys/private-key-policy.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
@@ -82,13 +82,13 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
       }
       let result: UpsertResult;
       let fingerprint: string | undefined;
-      let keyState: 'revoked' | 'expired' | undefined;
+      let keyState: UnusableKeyState | undefined;
       try {
         // A revoked or expired key is imported only as an update of one the owner already holds.
         const held = async () => (await opened.listByEmail(email)).map((k) => k.fingerprint);
         const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey }, new Date(), held);
         fingerprint = key.fingerprint;
-        keyState = key.condition === 'valid' ? undefined : key.condition;
+        keyState = unusableStateOf(key);
         result = await opened.upsert(key, config.api.keyLimits);
       } catch (e) {
         if (e instanceof KeyRejectedError || e instanceof KeyLimitError) {

@@ -24,6 +24,14 @@ export interface ClaimedKeyFacts {
  */
 export type KeyCondition = 'valid' | 'revoked' | 'expired';
 
+/** What an audit entry says of a stored key that is no longer usable. */
+export type UnusableKeyState = Exclude<KeyCondition, 'valid'>;
+
+/** The key's state for the audit entry: undefined for a valid key. */
+export function unusableStateOf(key: ValidatedKey): UnusableKeyState | undefined {
+  return key.condition === 'valid' ? undefined : key.condition;
+}
+
 /** A key that passed validation: the record to store, and its condition. */
 export interface ValidatedKey extends StoredKey {
   readonly condition: KeyCondition;

@@ -1,4 +1,5 @@
 import { displayEmail, normalizeEmailAddress } from '../keys/email-address.js';
+import type { UnusableKeyState } from '../keys/private-key-policy.js';
 import type { UpsertResult } from '../stores/store.js';
 import type { Logger } from './logger.js';
 
@@ -32,7 +33,7 @@ export interface AuditRecord {
   /** For writes: what the store did (added, updated, unchanged). */
   readonly change?: UpsertResult | undefined;
   /** For writes of a key that is no longer usable: `revoked` or `expired` (an update of a held key). */
-  readonly keyState?: 'revoked' | 'expired' | undefined;
+  readonly keyState?: UnusableKeyState | undefined;
   /** Usually already on the request's child logger; given here, it is set explicitly. */
   readonly requestId?: string | undefined;
 }

@@ -4,9 +4,9 @@ import type { Acl } from '../../acl/acl.js';
 import type { Authenticator, Identity } from '../../auth/authenticator.js';
 import type { Config } from '../../config/config.js';
 import { EkmError, MethodNotAllowedError } from '../../errors.js';
-import { validatePrivateKey, type ClaimedKeyFacts } from '../../keys/private-key-policy.js';
-import { audit, type AuditEvent } from '../../logging/audit-trail.js';
-import type { Store, UpsertResult } from '../../stores/store.js';
+import { unusableStateOf, validatePrivateKey, type ClaimedKeyFacts } from '../../keys/private-key-policy.js';
+import { audit, type AuditEvent, type AuditRecord } from '../../logging/audit-trail.js';
+import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 import { optionalStringField, readJsonObject, stringField } from '../json-body.js';
 
@@ -63,7 +63,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
-      return { fingerprints: [key.fingerprint], change: result, keyState: key.condition === 'valid' ? undefined : key.condition };
+      return { fingerprints: [key.fingerprint], change: result, keyState: unusableStateOf(key) };
     });
   };
 
@@ -87,14 +87,17 @@ function submittedKey(body: Record<string, unknown>): { armored: string; claimed
   };
 }
 
+/** What a key operation that succeeded tells its audit entry. */
+type AuditedOutcome = Pick<AuditRecord, 'fingerprints' | 'change' | 'keyState'>;
+
 /** Runs a key operation and writes its audit entry, whatever the outcome. */
 async function audited(
   ctx: Ctx,
   event: AuditEvent,
   identity: Identity,
-  op: () => Promise<{ fingerprints: string[]; change?: UpsertResult; keyState?: 'revoked' | 'expired' | undefined }>,
+  op: () => Promise<AuditedOutcome>,
 ): Promise<void> {
-  let outcome: { fingerprints: string[]; change?: UpsertResult; keyState?: 'revoked' | 'expired' | undefined };
+  let outcome: AuditedOutcome;
   try {
     outcome = await op();
   } catch (e) {
