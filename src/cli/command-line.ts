@@ -1,8 +1,10 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { parseArguments, USAGE, UsageError } from './arguments.js';
+import { deleteKeys } from './delete-keys.js';
 import { exportKeys } from './export-keys.js';
 import { importKeys } from './import-keys.js';
+import { listKeys } from './list-keys.js';
 import { serve } from './serve.js';
 import { testStoreConnection } from './test-store-connection.js';
 import { loadConfig, resolveConfigFile } from '../config/load-config.js';
@@ -24,7 +26,8 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const config = loadConfig(resolveConfigFile(args.configFile));
   // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
-  const logger = createLogger(config.logger, { batchStdout: cluster.isWorker });
+  // --list and --delete print their report on stdout (--list --format=json | jq): logs go to stderr.
+  const logger = createLogger(config.logger, { batchStdout: cluster.isWorker, logToStderr: args.command === 'list' || args.command === 'delete' });
   logCrashes(logger);
   try {
     switch (args.command) {
@@ -36,6 +39,13 @@ async function main(argv: readonly string[]): Promise<number> {
         return await exportKeys(config, logger, args.file!, args.passphraseFile);
       case 'import':
         return await importKeys(config, logger, args.file!, args.passphraseFile);
+      case 'list':
+        return await listKeys(config, logger, args.format);
+      case 'delete':
+        return await deleteKeys(config, logger, args.file!, args.yes);
+      case 'rotate-store-key':
+        process.stderr.write('flowcrypt-ekm: --rotate-store-key is not available yet\n');
+        return 1;
     }
   } finally {
     // Remote outputs deliver in the background: an --export or --import must not exit before its

@@ -14,6 +14,8 @@ export interface OutputContext {
   readonly stackdriverEndpoint?: StackdriverEndpoint | undefined;
   /** StdoutLogger writes each event-loop turn's lines together. */
   readonly batchStdout?: boolean | undefined;
+  /** StdoutLogger writes to stderr (a command whose stdout is its report). */
+  readonly logToStderr?: boolean | undefined;
 }
 
 type OutputType = LoggerConfig['types'][number];
@@ -36,7 +38,7 @@ interface OutputDef {
 /** The config name of each log output (`logger.types`), its start-up check and its winston transport. */
 export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
   StdoutLogger: {
-    prepare: (config) => ({ warnings: [], create: (context) => createStdoutOutput(config, { batched: context.batchStdout }) }),
+    prepare: (config) => ({ warnings: [], create: (context) => createStdoutOutput(config, { batched: context.batchStdout, toStderr: context.logToStderr }) }),
   },
   SplunkHttpLogger: {
     prepare: (config) => {

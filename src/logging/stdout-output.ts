@@ -11,6 +11,11 @@ export interface StdoutOutputOptions {
    * their log lines and their own output stay in order.
    */
   readonly batched?: boolean | undefined;
+  /**
+   * Write to stderr instead: commands whose stdout is their report (`--list --format=json | jq`).
+   * Never batched.
+   */
+  readonly toStderr?: boolean | undefined;
 }
 
 /**
@@ -25,6 +30,7 @@ export function createStdoutOutput(_config: LoggerConfig, options: StdoutOutputO
     const rest = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
     return `${String(time)} ${String(level).toUpperCase().padEnd(5)} [${String(worker)}]${request} ${String(message)}${rest}`;
   });
+  if (options.toStderr === true) return new StderrOutput(process.stderr.isTTY ? readable : jsonLine());
   return new StdoutOutput(process.stdout.isTTY ? readable : jsonLine(), options.batched === true);
 }
 
@@ -63,6 +69,22 @@ class StdoutOutput extends TransportStream {
   override _final(done: (error?: Error | null) => void): void {
     stdoutBatch.flush();
     done();
+  }
+}
+
+/** The same lines on stderr, each written at once; a failed write is dropped, as on stdout. */
+class StderrOutput extends TransportStream {
+  constructor(format: ReturnType<typeof winston.format.printf>) {
+    super({ format });
+  }
+
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    try {
+      process.stderr.write(`${String(info[MESSAGE])}\n`);
+    } catch {
+      // logging must not fail the command
+    }
+    next();
   }
 }
 

@@ -1,7 +1,7 @@
 import { Gauge } from 'prom-client';
 import { EkmError, StoreUnavailableError } from '../errors.js';
 import type { OwnerKeyLimits } from '../stores/owner-key-limits.js';
-import type { Store, StoredKey, UpsertResult } from '../stores/store.js';
+import type { InventoryEntry, Store, StoredKey, UpsertResult } from '../stores/store.js';
 import { registry, storeOperationDuration, storeOperations } from './ekm-metrics.js';
 
 /** Keys are counted at most this often: a count reads the whole table. */
@@ -74,6 +74,10 @@ export class MeasuredStore implements Store {
 
   all(): AsyncIterable<StoredKey> {
     return this.inner.all();
+  }
+
+  inventory(): AsyncIterable<InventoryEntry> {
+    return this.inner.inventory();
   }
 
   close(): Promise<void> {

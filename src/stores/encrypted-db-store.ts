@@ -5,12 +5,17 @@ import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
 import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
-import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import type { InventoryEntry, Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
 
 /** The database file inside `store.db.folder`. */
 export const DB_FILE_NAME = 'ekm.sqlite';
 const FORMAT_VERSION = '1';
+/**
+ * The schema within format 1, raised only by additive changes that a previous version keeps working
+ * with (it ignores columns and tables it does not know); see MIGRATIONS.
+ */
+const SCHEMA_VERSION = 3;
 /** scrypt cost: about 100 ms and 32 MiB on one core, paid once per process at start. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
@@ -34,6 +39,8 @@ interface KeyRow {
   readonly fp: Buffer;
   readonly iv: Buffer;
   readonly record: Buffer;
+  /** When the row was last written (ms since the epoch); null for rows written before schema 3. */
+  readonly written?: number | null;
 }
 
 /** A store whose writes failed tries to open its write connection again at most this often. */
@@ -174,7 +181,36 @@ function initialise(db: Database.Database): void {
     const insert = db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)');
     insert.run('format', Buffer.from(FORMAT_VERSION));
     insert.run('kdf', Buffer.from(JSON.stringify({ alg: 'scrypt', ...SCRYPT, salt: salt.toString('base64') })));
+    migrate(db);
   }).immediate();
+}
+
+/**
+ * Each schema step, applied in order to a database whose `schema` (absent: 1) is below it; every
+ * step is also safe to apply twice. 3: `keys.written`, when each row was last written, for
+ * `--list` (rows written before it stay NULL: nobody knows when they were written). In the clear,
+ * like the row order already is: it tells when, never who or what.
+ */
+const MIGRATIONS: readonly { readonly version: number; readonly apply: (db: Database.Database) => void }[] = [
+  {
+    version: 3,
+    apply: (db) => {
+      if (!hasColumn(db, 'keys', 'written')) db.exec('ALTER TABLE keys ADD COLUMN written INTEGER');
+    },
+  },
+];
+
+/** Runs inside initialise's IMMEDIATE transaction, so concurrent starts migrate once. */
+function migrate(db: Database.Database): void {
+  const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: Buffer } | undefined;
+  const version = row === undefined ? 1 : Number(row.value.toString());
+  if (version >= SCHEMA_VERSION) return;
+  for (const step of MIGRATIONS) if (version < step.version) step.apply(db);
+  db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('schema', ?)").run(Buffer.from(String(SCHEMA_VERSION)));
+}
+
+function hasColumn(db: Database.Database, table: string, column: string): boolean {
+  return (db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[]).includes(column);
 }
 
 function readMeta(db: Database.Database, files: DbFiles): Map<string, Buffer> {
@@ -262,10 +298,12 @@ function describeSqliteError(e: unknown): string {
 }
 
 function readStatements(db: Database.Database) {
+  // A read-only start on a database no writer has migrated yet: it has no `written` column.
+  const written = hasColumn(db, 'keys', 'written') ? 'written' : 'NULL AS written';
   return {
     probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
     byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
-    page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
+    page: db.prepare(`SELECT id, owner, fp, iv, record, ${written} FROM keys WHERE id > ? ORDER BY id LIMIT 200`),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     count: db.prepare('SELECT count(*) FROM keys').pluck(),
   };
@@ -275,8 +313,8 @@ function writeStatements(db: Database.Database) {
   return {
     byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
     byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
-    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
-    update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
+    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record, written) VALUES (?, ?, ?, ?, ?)'),
+    update: db.prepare('UPDATE keys SET iv = ?, record = ?, written = ? WHERE id = ?'),
     delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
     writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
   };
@@ -375,10 +413,10 @@ class EncryptedDbStore implements Store {
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
           if (existing === undefined) {
-            statements.insert.run(owner, fp, iv, record);
+            statements.insert.run(owner, fp, iv, record, Date.now());
             return 'added';
           }
-          statements.update.run(iv, record, existing.id);
+          statements.update.run(iv, record, Date.now(), existing.id);
           return 'updated';
         })
         .immediate(),
@@ -395,11 +433,15 @@ class EncryptedDbStore implements Store {
   }
 
   async *all(): AsyncIterable<StoredKey> {
+    for await (const entry of this.inventory()) yield entry.key;
+  }
+
+  async *inventory(): AsyncIterable<InventoryEntry> {
     let after = 0;
     for (;;) {
       const rows = this.run(() => this.reader.statements.page.all(after) as KeyRow[]);
       if (rows.length === 0) return;
-      for (const row of rows) yield this.decrypt(row);
+      for (const row of rows) yield { key: this.decrypt(row), writtenAt: row.written ?? undefined };
       after = rows[rows.length - 1]!.id;
     }
   }

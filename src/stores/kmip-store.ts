@@ -10,7 +10,7 @@ import { KmipOperationError, KmipUnavailableError } from './kmip/kmip-errors.js'
 import { child, destroy, get, getAttributes, locate, objectTypeAttribute, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData, type BatchItemResult } from './kmip/kmip-messages.js';
 import { decodeRecord, encodeRecord, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
-import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import type { InventoryEntry, Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /** Objects fetched per batch: PyKMIP answers at most 1 MB per message, a record is 4-10 KB. */
 const GET_BATCH = 50;
@@ -149,6 +149,10 @@ class KmipStore implements Store {
   }
 
   async *all(): AsyncIterable<StoredKey> {
+    for await (const entry of this.inventory()) yield entry.key;
+  }
+
+  async *inventory(): AsyncIterable<InventoryEntry> {
     // Group identifiers by fingerprint tag first (names are small), then fetch group by group, so an
     // export holds identifiers in memory rather than every key.
     const groups = await this.run(async () => {
@@ -169,7 +173,10 @@ class KmipStore implements Store {
       const batch = page;
       page = [];
       const records = await this.run(() => this.getRecords(batch.flat()));
-      return batch.flatMap((group) => latestPerFingerprint(records.filter((r) => group.includes(r.id))).map((r) => r.record.key));
+      // `written` counts microseconds since the epoch (nextOrder).
+      return batch.flatMap((group) =>
+        latestPerFingerprint(records.filter((r) => group.includes(r.id))).map((r) => ({ key: r.record.key, writtenAt: Math.floor(r.record.written / 1000) })),
+      );
     };
     for (const group of groups) {
       page.push(group);

@@ -5,7 +5,7 @@ import type { EngineChannel } from './pkcs11/engine-protocol.js';
 import { HostChannel } from './pkcs11/host-channel.js';
 import { Pkcs11Engine } from './pkcs11/pkcs11-engine.js';
 import type { OwnerKeyLimits } from './owner-key-limits.js';
-import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import type { InventoryEntry, Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /**
  * Opens the PKCS#11 store (`store.type=Pkcs11Store`): keys live on the HSM token as AES-256-GCM
@@ -54,6 +54,10 @@ export class Pkcs11Store implements Store {
   }
 
   async *all(): AsyncIterable<StoredKey> {
+    for await (const entry of this.inventory()) yield entry.key;
+  }
+
+  async *inventory(): AsyncIterable<InventoryEntry> {
     const channel = this.engine();
     const cursor = await channel.call({ op: 'scanOpen' });
     let finished = false;

@@ -1,6 +1,6 @@
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { OwnerKeyLimits } from './owner-key-limits.js';
-import type { Store, StoredKey, UpsertResult } from './store.js';
+import type { InventoryEntry, Store, StoredKey, UpsertResult } from './store.js';
 
 /** How often a store that could not be opened is tried again, at most. */
 const REOPEN_INTERVAL_MS = 1000;
@@ -48,6 +48,10 @@ export class ReopeningStore implements Store {
 
   async *all(): AsyncIterable<StoredKey> {
     yield* (await this.current()).all();
+  }
+
+  async *inventory(): AsyncIterable<InventoryEntry> {
+    yield* (await this.current()).inventory();
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,16 @@ export interface StoredKey {
   readonly publicKey: string;
 }
 
+/** A stored key with what the store knows of its history, for `--list`. */
+export interface InventoryEntry {
+  readonly key: StoredKey;
+  /**
+   * When this version of the key was stored (milliseconds since the epoch); undefined where the
+   * store cannot tell (an EncryptedDbStore row written before schema 3 added the field).
+   */
+  readonly writtenAt: number | undefined;
+}
+
 export type UpsertResult = 'added' | 'updated' | 'unchanged';
 
 /**
@@ -54,6 +64,8 @@ export interface Store {
   count?(): Promise<number>;
   /** Every stored key, for export. */
   all(): AsyncIterable<StoredKey>;
+  /** Every stored key with when it was last written, for `--list`: the walk of all(). */
+  inventory(): AsyncIterable<InventoryEntry>;
   /** Releases connections and handles; the store is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -27,6 +27,7 @@ const failingStore: Store = {
   upsert: async () => assert.fail('not called'),
   delete: async () => assert.fail('not called'),
   all: () => assert.fail('not called'),
+  inventory: () => assert.fail('not called'),
   close: async () => {},
 };
 

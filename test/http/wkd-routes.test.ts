@@ -212,6 +212,7 @@ describe('Web Key Directory', () => {
       upsert: outage,
       delete: outage,
       all: () => ({ [Symbol.asyncIterator]: () => ({ next: outage }) }),
+      inventory: () => ({ [Symbol.asyncIterator]: () => ({ next: outage }) }),
       close: async () => {},
     };
     const down = await serve(configText(join(dir, 'db'), 'org.domains=a.test'), broken);

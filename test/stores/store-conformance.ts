@@ -125,6 +125,26 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       }
       assert.ok(seen.size >= 18, `only ${seen.size} keys iterated`);
     });
+
+    it('lists every key with when it was last written: the write of the current version', async () => {
+      const key = makeKey(email('judy'));
+      const before = Date.now();
+      await store.upsert(key);
+      const added = Date.now();
+      await new Promise((r) => setTimeout(r, 20));
+      const replaced = { ...key, privateKey: makeKey(key.email).privateKey };
+      const beforeUpdate = Date.now();
+      await store.upsert(replaced);
+      const after = Date.now();
+      const entries = new Map<string, { key: StoredKey; writtenAt: number | undefined }>();
+      for await (const entry of store.inventory()) entries.set(entry.key.fingerprint, entry);
+      const judy = entries.get(key.fingerprint);
+      assert.deepEqual(judy?.key, replaced);
+      assert.ok(judy.writtenAt !== undefined && judy.writtenAt >= beforeUpdate && judy.writtenAt <= after, `written at ${judy.writtenAt}, updated in [${beforeUpdate}, ${after}], added by ${added} after ${before}`);
+      const all: string[] = [];
+      for await (const k of store.all()) all.push(k.fingerprint);
+      assert.deepEqual([...entries.keys()].sort(), all.sort(), 'inventory() walks what all() walks');
+    });
   });
 }
 

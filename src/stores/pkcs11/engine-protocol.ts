@@ -1,6 +1,6 @@
 import { ConfigError, FingerprintConflictError, KeyLimitError, StoreUnavailableError } from '../../errors.js';
 import type { OwnerKeyLimits } from '../owner-key-limits.js';
-import type { StoredKey, UpsertResult } from '../store.js';
+import type { InventoryEntry, StoredKey, UpsertResult } from '../store.js';
 
 /**
  * The operations the PKCS#11 engine serves, the same between the engine thread and its owner and
@@ -21,7 +21,7 @@ interface EngineResults {
   upsert: UpsertResult;
   delete: boolean;
   scanOpen: string;
-  scanNext: StoredKey[];
+  scanNext: InventoryEntry[];
   scanClose: null;
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { ConfigError, EkmError, FingerprintConflictError, StoreUnavailableError } from '../../errors.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from '../owner-key-limits.js';
-import type { StoredKey, UpsertResult } from '../store.js';
+import type { InventoryEntry, StoredKey, UpsertResult } from '../store.js';
 import { ckrName, describeFailure } from './pkcs11-failure.js';
 import { RecordCipher, type RecordContent } from './record-cipher.js';
 import { RECORD_APPLICATION, findOrCreateRecordKeys } from './record-keys.js';
@@ -191,8 +191,8 @@ export class TokenRecordStore {
     });
   }
 
-  /** The next keys of an export; an empty page ends it. */
-  scanNext(id: string): StoredKey[] {
+  /** The next keys of an export or listing; an empty page ends it. */
+  scanNext(id: string): InventoryEntry[] {
     return this.run((c) => {
       const scan = this.scans.get(id);
       if (scan === undefined) throw new StoreUnavailableError('The export expired or was never started; run it again');
@@ -203,14 +203,16 @@ export class TokenRecordStore {
         scan.generation = c.generation;
       }
       scan.touchedAt = Date.now();
-      const page: StoredKey[] = [];
+      const page: InventoryEntry[] = [];
       while (page.length < SCAN_PAGE && scan.next < scan.handles.length) {
         const object = this.read(c, scan.handles[scan.next++]!);
         if (object === undefined) continue;
         const tag = object.fingerprintTag.toString('hex');
         if (scan.emitted.has(tag)) continue;
         scan.emitted.add(tag);
-        page.push(c.cipher.open(object.ownerTag, object.fingerprintTag, object.value).key);
+        const content = c.cipher.open(object.ownerTag, object.fingerprintTag, object.value);
+        // The engine clock counts microseconds since the epoch.
+        page.push({ key: content.key, writtenAt: Math.floor(content.writtenAt / 1000) });
       }
       if (page.length === 0) this.scans.delete(id);
       return page;
