@@ -1,5 +1,4 @@
 import { readFileSync, statSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Config } from '../config/config.js';
@@ -9,6 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import type { Store, StoredKey } from '../stores/store.js';
 import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
+import { operatorFields } from './operator.js';
 
 /** What `--delete=` names: one key by fingerprint, or every key of some users. */
 export type DeleteTarget = { readonly fingerprint: string; readonly emails?: undefined } | { readonly emails: readonly string[]; readonly fingerprint?: undefined };
@@ -89,7 +89,7 @@ export async function deleteKeys(config: Config, logger: Logger, value: string, 
     io.err.write(`flowcrypt-ekm: ${e.message}\n`);
     return 1;
   }
-  const auditLog = logger.child({ operator: userInfo().username, host: hostname() });
+  const auditLog = logger.child(operatorFields());
   const removed: StoredKey[] = [];
   let store: Store | undefined;
   try {

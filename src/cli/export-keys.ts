@@ -1,5 +1,4 @@
 import { closeSync, fchmodSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { audit } from '../logging/audit-trail.js';
@@ -7,6 +6,7 @@ import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
 import { ExportFileError, exportedKey, FORMAT_VERSION, PLAIN_FORMAT, readPassphraseFile, serializeExport, type ExportedKey } from './key-export-format.js';
+import { operatorFields } from './operator.js';
 import { Progress } from './progress.js';
 
 /**
@@ -17,7 +17,7 @@ import { Progress } from './progress.js';
  */
 export async function exportKeys(config: Config, logger: Logger, file: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
   const path = resolve(file);
-  const auditLog = logger.child({ operator: userInfo().username, file: path, encrypted: passphraseFile !== undefined });
+  const auditLog = logger.child({ ...operatorFields(), file: path, encrypted: passphraseFile !== undefined });
   let fd: number;
   let passphrase: string | undefined;
   try {

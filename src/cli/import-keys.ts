@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyLimitError, KeyRejectedError } from '../errors.js';
@@ -11,6 +10,7 @@ import { openStore } from '../stores/store-registry.js';
 import type { Store, UpsertResult } from '../stores/store.js';
 import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-output.js';
 import { ExportFileError, parseExport, readPassphraseFile, type ExportedKey } from './key-export-format.js';
+import { operatorFields } from './operator.js';
 import { Progress } from './progress.js';
 
 /** What an import did with each key of the file. */
@@ -32,7 +32,7 @@ export interface ImportReport {
  */
 export async function importKeys(config: Config, logger: Logger, file: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
   const path = resolve(file);
-  const auditLog = logger.child({ operator: userInfo().username, file: path });
+  const auditLog = logger.child({ ...operatorFields(), file: path });
   let keys: readonly ExportedKey[];
   try {
     const passphrase = passphraseFile === undefined ? undefined : readPassphraseFile(passphraseFile);

@@ -15,8 +15,7 @@ import { openStore } from '../../src/stores/store-registry.js';
 import type { StoredKey } from '../../src/stores/store.js';
 import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { PykmipServer } from '../support/pykmip-server.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
+import { encryptedDbStoreProperties, STORE_BACKENDS } from '../support/store-backends.js';
 import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
@@ -30,36 +29,7 @@ const COMMON = {
   'acl.type': 'SimpleAcl',
 } as const;
 
-/** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */
-interface TargetStore {
-  readonly name: string;
-  setup(dir: string): Promise<{ properties: Record<string, string>; cleanup?: () => Promise<void> }>;
-}
-
-const encryptedDbStore = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'target store passphrase' });
-
-/**
- * Stores an export is imported into. Another store type joins the round trip with one line here
- * (starting its server or token in `setup`, e.g. with the helpers in test/support/).
- */
-const TARGET_STORES: readonly TargetStore[] = [
-  { name: 'EncryptedDbStore', setup: async (dir) => ({ properties: encryptedDbStore(dir) }) },
-  {
-    name: 'Pkcs11Store',
-    setup: async () => {
-      const token = createSoftHsmToken();
-      useSoftHsmToken(token);
-      return { properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin }, cleanup: async () => token.remove() };
-    },
-  },
-  {
-    name: 'KmipStore',
-    setup: async () => {
-      const kmip = await PykmipServer.start();
-      return { properties: kmip.properties(), cleanup: () => kmip.remove() };
-    },
-  },
-];
+const encryptedDbStore = (dir: string) => encryptedDbStoreProperties(dir);
 
 const SOURCE_STORE = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'source store passphrase' });
 
@@ -131,7 +101,7 @@ describe('--export and --import', () => {
     for (const secret of secrets) assert.equal(exported.output.includes(secret.slice(100, 160)), false, 'no key material in the output');
 
     const expected = await contents(source);
-    for (const target of TARGET_STORES) {
+    for (const target of STORE_BACKENDS) {
       const dir = join(root, `target-${target.name}`);
       const { properties, cleanup } = await target.setup(dir);
       try {

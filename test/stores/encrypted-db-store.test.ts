@@ -37,6 +37,34 @@ describe('EncryptedDbStore encryption', () => {
     }
   });
 
+  it('migrates a schema 1 database to 3: rows written before stay, listed with no write time; new writes have one', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, deps);
+    const old = makeKey('old.row@example.com');
+    await store.upsert(old);
+    await store.close();
+    // What the previous version left: no `written` column, no schema entry.
+    const file = join(config.folder, DB_FILE_NAME);
+    const raw = new Database(file);
+    raw.exec("ALTER TABLE keys DROP COLUMN written; DELETE FROM meta WHERE name = 'schema'");
+    raw.close();
+    const migrated = await openEncryptedDbStore(config, deps);
+    try {
+      const fresh = makeKey('new.row@example.com');
+      await migrated.upsert(fresh);
+      const written = new Map<string, number | undefined>();
+      for await (const entry of migrated.inventory()) written.set(entry.key.fingerprint, entry.writtenAt);
+      assert.equal(written.get(old.fingerprint), undefined, 'nobody knows when the old row was written');
+      assert.ok(Math.abs(written.get(fresh.fingerprint)! - Date.now()) < 5000);
+      assert.deepEqual(await migrated.listByEmail(old.email), [old]);
+    } finally {
+      await migrated.close();
+    }
+    const check = new Database(file, { readonly: true });
+    assert.equal((check.prepare("SELECT value FROM meta WHERE name = 'schema'").pluck().get() as Buffer).toString(), '3');
+    check.close();
+  });
+
   it('refuses a wrong passphrase at open without changing the file', async () => {
     const config = freshConfig();
     const store = await openEncryptedDbStore(config, deps);

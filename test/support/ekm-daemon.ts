@@ -16,14 +16,22 @@ export function writeProperties(dir: string, properties: Readonly<Record<string,
   return file;
 }
 
-/** Runs `flowcrypt-ekm` with arguments to completion, capturing its output. */
-export async function runEkm(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; output: string }> {
+/** Runs `flowcrypt-ekm` with arguments to completion, capturing its output (both streams in order, and each alone). */
+export async function runEkm(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number | null; output: string; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [MAIN, ...args], { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    output += d.toString();
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    output += d.toString();
+    stderr += d.toString();
+  });
   const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, output };
+  return { code, output, stdout, stderr };
 }
 
 /**

@@ -3,7 +3,7 @@ import * as openpgp from 'openpgp';
 /** Real OpenPGP keys made with OpenPGP.js, as the FlowCrypt apps make them. */
 export async function makePrivateKey(
   emails: string | string[],
-  options: { type?: 'curve25519' | 'rsa'; rsaBits?: number; passphrase?: string; expired?: boolean } = {},
+  options: { type?: 'curve25519' | 'rsa'; rsaBits?: number; passphrase?: string; expired?: boolean; expiresInDays?: number } = {},
 ): Promise<{ armored: string; publicKey: string; fingerprint: string }> {
   const { privateKey, publicKey } = await openpgp.generateKey({
     userIDs: (Array.isArray(emails) ? emails : [emails]).map((email) => ({ name: 'Test User', email })),
@@ -11,6 +11,7 @@ export async function makePrivateKey(
     ...(options.type === 'rsa' ? { rsaBits: options.rsaBits ?? 2048 } : {}),
     ...(options.passphrase ? { passphrase: options.passphrase } : {}),
     ...(options.expired ? { date: new Date(Date.now() - 10 * 86400_000), keyExpirationTime: 86400 } : {}),
+    ...(options.expiresInDays === undefined ? {} : { keyExpirationTime: options.expiresInDays * 86400 }),
     format: 'armored',
     config: { minRSABits: 512 },
   });
