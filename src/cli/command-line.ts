@@ -5,6 +5,7 @@ import { deleteKeys } from './delete-keys.js';
 import { exportKeys } from './export-keys.js';
 import { importKeys } from './import-keys.js';
 import { listKeys } from './list-keys.js';
+import { rotateStoreKey } from './rotate-store-key.js';
 import { serve } from './serve.js';
 import { testStoreConnection } from './test-store-connection.js';
 import { loadConfig, resolveConfigFile } from '../config/load-config.js';
@@ -24,7 +25,8 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const config = loadConfig(resolveConfigFile(args.configFile));
+  const configFile = resolveConfigFile(args.configFile);
+  const config = loadConfig(configFile);
   // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
   // --list and --delete print their report on stdout (--list --format=json | jq): logs go to stderr.
   const logger = createLogger(config.logger, { batchStdout: cluster.isWorker, logToStderr: args.command === 'list' || args.command === 'delete' });
@@ -44,8 +46,7 @@ async function main(argv: readonly string[]): Promise<number> {
       case 'delete':
         return await deleteKeys(config, logger, args.file!, args.yes);
       case 'rotate-store-key':
-        process.stderr.write('flowcrypt-ekm: --rotate-store-key is not available yet\n');
-        return 1;
+        return await rotateStoreKey(config, logger, configFile, args.passphraseFile);
     }
   } finally {
     // Remote outputs deliver in the background: an --export or --import must not exit before its

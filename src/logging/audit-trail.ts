@@ -14,7 +14,9 @@ export type AuditEvent =
   /** --export by an administrator. */
   | 'private-key.export'
   /** A key removed from the store. */
-  | 'private-key.delete';
+  | 'private-key.delete'
+  /** --rotate-store-key: the store's own keys were replaced (no user's key is named). */
+  | 'store-key.rotate';
 
 /** One access to private key material: who, which keys, from where, with what result. Never the material. */
 export interface AuditRecord {

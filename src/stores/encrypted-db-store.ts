@@ -1,11 +1,24 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
 import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import {
+  finishRotation,
+  learnNext,
+  newKdf,
+  opensNext,
+  parseKdf,
+  parseKeyring,
+  startRotation,
+  unlockWithPassphrase,
+  wrongPassphrase,
+  type GenerationKeys,
+  type KeyringDoc,
+} from './db-keyring.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
-import type { InventoryEntry, Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import type { InventoryEntry, RotationProgress, RotationReport, Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
 
 /** The database file inside `store.db.folder`. */
@@ -16,8 +29,6 @@ const FORMAT_VERSION = '1';
  * with (it ignores columns and tables it does not know); see MIGRATIONS.
  */
 const SCHEMA_VERSION = 3;
-/** scrypt cost: about 100 ms and 32 MiB on one core, paid once per process at start. */
-const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
 /** How long a statement waits for another process's write lock before the request gets a 503. */
 const BUSY_TIMEOUT_MS = 3000;
@@ -28,10 +39,15 @@ const BUSY_TIMEOUT_MS = 3000;
 const RECENT_READS_MAX = 1000;
 const RECENT_READ_MAX_AGE_MS = 60_000;
 
-interface Keys {
-  readonly encryption: Buffer;
-  readonly index: Buffer;
-}
+/** How often a process looks for a key rotation another process started, when nothing else made it look. */
+const KEYRING_POLL_MS = 1000;
+/**
+ * A rotation ends no sooner than this after it started, so that every running process has seen the
+ * new generation (KEYRING_POLL_MS) before the old one's wrap is gone.
+ */
+const ROTATION_GRACE_MS = 5000;
+/** Rows re-encrypted per transaction: a few ms of the write lock each. */
+const ROTATION_BATCH = 200;
 
 interface KeyRow {
   readonly id: number;
@@ -41,6 +57,8 @@ interface KeyRow {
   readonly record: Buffer;
   /** When the row was last written (ms since the epoch); null for rows written before schema 3. */
   readonly written?: number | null;
+  /** The key generation that encrypted the record and hashed its owner and fingerprint (db-keyring.ts). */
+  readonly gen: number;
 }
 
 /** A store whose writes failed tries to open its write connection again at most this often. */
@@ -70,10 +88,10 @@ export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps
       if (!unlocked!.checked) {
         throw new StoreUnavailableError(`The database ${files.db} has no key-check value yet and cannot be written: ${writer.details}`);
       }
-      return new EncryptedDbStore(files, reader, unlocked!.keys, writer);
+      return new EncryptedDbStore(files, reader, unlocked!, writer);
     }
     try {
-      const keys = unlocked?.checked ? unlocked.keys : unlockAndSetCheck(writer, files, config, unlocked?.keys);
+      const keys = unlocked?.checked ? unlocked : unlockAndSetCheck(writer, files, config, unlocked);
       return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer);
     } catch (e) {
       writer.close();
@@ -177,10 +195,9 @@ function initialise(db: Database.Database): void {
       ) STRICT;
       CREATE INDEX IF NOT EXISTS keys_owner ON keys (owner, id);
     `);
-    const salt = randomBytes(32);
     const insert = db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)');
     insert.run('format', Buffer.from(FORMAT_VERSION));
-    insert.run('kdf', Buffer.from(JSON.stringify({ alg: 'scrypt', ...SCRYPT, salt: salt.toString('base64') })));
+    insert.run('kdf', Buffer.from(JSON.stringify(newKdf())));
     migrate(db);
   }).immediate();
 }
@@ -188,14 +205,17 @@ function initialise(db: Database.Database): void {
 /**
  * Each schema step, applied in order to a database whose `schema` (absent: 1) is below it; every
  * step is also safe to apply twice. 3: `keys.written`, when each row was last written, for
- * `--list` (rows written before it stay NULL: nobody knows when they were written). In the clear,
- * like the row order already is: it tells when, never who or what.
+ * `--list` (rows written before it stay NULL: nobody knows when they were written), in the clear
+ * like the row order already is: it tells when, never who or what; and `keys.gen`, the key
+ * generation of the row (0 before any rotation, see db-keyring.ts).
  */
 const MIGRATIONS: readonly { readonly version: number; readonly apply: (db: Database.Database) => void }[] = [
   {
     version: 3,
     apply: (db) => {
       if (!hasColumn(db, 'keys', 'written')) db.exec('ALTER TABLE keys ADD COLUMN written INTEGER');
+      if (!hasColumn(db, 'keys', 'gen')) db.exec('ALTER TABLE keys ADD COLUMN gen INTEGER NOT NULL DEFAULT 0');
+      db.exec('CREATE INDEX IF NOT EXISTS keys_gen ON keys (gen, id)');
     },
   },
 ];
@@ -223,53 +243,50 @@ function readMeta(db: Database.Database, files: DbFiles): Map<string, Buffer> {
   }
 }
 
-/** The keys the passphrase gives; `checked` when a stored key-check value confirmed them. */
-function unlock(meta: Map<string, Buffer>, config: EncryptedDbStoreConfig, derived?: Keys): { keys: Keys; checked: boolean } {
+/** What the passphrase opens: its generations (the newest last) and the keyring they came from. */
+interface Unlocked {
+  readonly gens: readonly GenerationKeys[];
+  readonly keyring: Buffer | undefined;
+  /** A stored key-check value confirmed them (always, once the database has been written once). */
+  readonly checked: boolean;
+}
+
+/** The keys the passphrase gives; `derived` when they were derived already from the same keyring. */
+function unlock(meta: Map<string, Buffer>, config: EncryptedDbStoreConfig, derived?: Unlocked): Unlocked {
   const file = join(config.folder, DB_FILE_NAME);
   const kdf = meta.get('kdf');
   if (meta.get('format')?.toString() !== FORMAT_VERSION || kdf === undefined) {
     throw new ConfigError(`${file} is not an EKM database of a format this version reads`);
   }
-  const keys = derived ?? deriveKeys(kdf, config);
+  const keyring = meta.get('keyring');
+  const same = derived !== undefined && (derived.keyring === undefined ? keyring === undefined : keyring !== undefined && derived.keyring.equals(keyring));
+  const gens = same ? derived.gens : unlockWithPassphrase(config.encryptionKey, parseKdf(kdf), parseKeyring(keyring));
+  if (gens === undefined) throw wrongPassphrase(config.folder);
   const check = meta.get('check');
-  if (check === undefined) return { keys, checked: false };
-  const opened = open(keys.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
-  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) {
-    throw new ConfigError(
-      `store.db.encryption.key does not open the database in ${config.folder}: wrong passphrase (nothing was changed)`,
-    );
-  }
-  return { keys, checked: true };
-}
-
-function deriveKeys(kdf: Buffer, config: EncryptedDbStoreConfig): Keys {
-  const params = JSON.parse(kdf.toString()) as { N: number; r: number; p: number; maxmem: number; salt: string };
-  const master = scryptSync(config.encryptionKey, Buffer.from(params.salt, 'base64'), 32, {
-    N: params.N,
-    r: params.r,
-    p: params.p,
-    maxmem: params.maxmem,
-  });
-  return {
-    encryption: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm record encryption', 32)),
-    index: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm index hmac', 32)),
-  };
+  if (check === undefined) return { gens, keyring, checked: false };
+  // The check value is sealed under the keyring's current generation, the first one.
+  const opened = open(gens[0]!.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
+  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) throw wrongPassphrase(config.folder);
+  return { gens, keyring, checked: true };
 }
 
 /** Unlocks through the write connection, storing the key-check value the first time. */
-function unlockAndSetCheck(db: Database.Database, files: DbFiles, config: EncryptedDbStoreConfig, derived?: Keys): Keys {
+function unlockAndSetCheck(db: Database.Database, files: DbFiles, config: EncryptedDbStoreConfig, derived?: Unlocked): Unlocked {
   const unlocked = unlock(readMeta(db, files), config, derived);
-  if (unlocked.checked) return unlocked.keys;
-  const iv = randomBytes(12);
+  if (unlocked.checked) return unlocked;
   try {
-    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', Buffer.concat([iv, seal(unlocked.keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]));
+    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', checkValue(unlocked.gens[0]!));
   } catch (e) {
     const failure = sqliteWriteFailure(e, files.folder, files.all);
     throw new StoreUnavailableError(`Cannot store the key-check value in ${files.db}: ${failure?.details ?? describeSqliteError(e)}`);
   }
   // Another process may have won the race with its own check value: verify whatever is stored.
-  const stored = unlock(readMeta(db, files), config, unlocked.keys);
-  return stored.keys;
+  return unlock(readMeta(db, files), config, unlocked);
+}
+
+function checkValue(keys: GenerationKeys): Buffer {
+  const iv = randomBytes(12);
+  return Buffer.concat([iv, seal(keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]);
 }
 
 function seal(key: Buffer, iv: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
@@ -297,25 +314,36 @@ function describeSqliteError(e: unknown): string {
   return typeof code === 'string' ? code : e instanceof Error ? e.message : 'unknown error';
 }
 
+const ROW = 'id, owner, fp, iv, record, gen';
+
 function readStatements(db: Database.Database) {
-  // A read-only start on a database no writer has migrated yet: it has no `written` column.
-  const written = hasColumn(db, 'keys', 'written') ? 'written' : 'NULL AS written';
+  // A read-only start on a database no writer has migrated yet: it has neither column.
+  const migrated = hasColumn(db, 'keys', 'gen');
+  const row = migrated ? `${ROW}, written` : 'id, owner, fp, iv, record, 0 AS gen, NULL AS written';
   return {
-    probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
-    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
-    page: db.prepare(`SELECT id, owner, fp, iv, record, ${written} FROM keys WHERE id > ? ORDER BY id LIMIT 200`),
+    meta: db.prepare('SELECT value FROM meta WHERE name = ?').pluck(),
+    // Two owner hashes: one per key generation while a rotation runs (the same one twice otherwise).
+    byOwner: db.prepare(`SELECT ${row} FROM keys WHERE owner IN (?, ?) ORDER BY id`),
+    page: db.prepare(`SELECT ${row} FROM keys WHERE id > ? ORDER BY id LIMIT 200`),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     count: db.prepare('SELECT count(*) FROM keys').pluck(),
+    /** One read transaction (a WAL snapshot) around `op`; made once, as it is on every key fetch's path. */
+    snapshot: db.transaction((op: () => unknown) => op()),
   };
 }
 
 function writeStatements(db: Database.Database) {
   return {
-    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
-    byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
-    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record, written) VALUES (?, ?, ?, ?, ?)'),
-    update: db.prepare('UPDATE keys SET iv = ?, record = ?, written = ? WHERE id = ?'),
-    delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
+    meta: db.prepare('SELECT value FROM meta WHERE name = ?').pluck(),
+    setMeta: db.prepare('INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)'),
+    byOwner: db.prepare(`SELECT ${ROW} FROM keys WHERE owner IN (?, ?) ORDER BY id`),
+    byFp: db.prepare(`SELECT ${ROW} FROM keys WHERE fp IN (?, ?)`),
+    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record, written, gen) VALUES (?, ?, ?, ?, ?, ?)'),
+    update: db.prepare('UPDATE keys SET owner = ?, fp = ?, iv = ?, record = ?, written = ?, gen = ? WHERE id = ?'),
+    rekey: db.prepare('UPDATE keys SET owner = ?, fp = ?, iv = ?, record = ?, gen = ? WHERE id = ? AND iv = ?'),
+    delete: db.prepare('DELETE FROM keys WHERE (owner = ? AND fp = ?) OR (owner = ? AND fp = ?)'),
+    notIn: db.prepare(`SELECT ${ROW} FROM keys WHERE gen != ? ORDER BY id LIMIT ?`),
+    countNotIn: db.prepare('SELECT count(*) FROM keys WHERE gen != ?').pluck(),
     writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
   };
 }
@@ -326,9 +354,67 @@ interface Connection<S> {
 }
 
 /**
+ * The key generations this process holds (db-keyring.ts) and the keyring row they were learnt
+ * from: `current` is the keyring's current generation, `write` the newest (a rotation's new one),
+ * which every write uses.
+ */
+class Ring {
+  private readonly gens = new Map<number, GenerationKeys>();
+  current: number;
+  write: number;
+
+  constructor(
+    gens: readonly GenerationKeys[],
+    private raw: Buffer | undefined,
+  ) {
+    for (const g of gens) this.gens.set(g.gen, g);
+    this.current = gens[0]!.gen;
+    this.write = gens[gens.length - 1]!.gen;
+  }
+
+  /**
+   * Takes the keyring row as read now: learns a rotation's new generation from the current one,
+   * forgets generations no longer in use. Throws StoreUnavailableError when the keyring moved on
+   * past what this process can follow (it slept through a whole rotation): it needs the new passphrase.
+   */
+  update(raw: Buffer | undefined): void {
+    if (raw === undefined ? this.raw === undefined : this.raw !== undefined && this.raw.equals(raw)) return;
+    const doc = parseKeyring(raw)!;
+    const current = this.gens.get(doc.current.gen);
+    if (current === undefined) {
+      throw new StoreUnavailableError('The database key was rotated while this process did not look: restart it with the new passphrase (store.db.encryption.key)');
+    }
+    if (doc.next !== undefined && !this.gens.has(doc.next.gen)) this.gens.set(doc.next.gen, learnNext(doc, current));
+    for (const gen of this.gens.keys()) if (gen !== doc.current.gen && gen !== doc.next?.gen) this.gens.delete(gen);
+    this.current = doc.current.gen;
+    this.write = doc.next?.gen ?? doc.current.gen;
+    this.raw = raw;
+  }
+
+  get(gen: number): GenerationKeys | undefined {
+    return this.gens.get(gen);
+  }
+
+  /** Every generation held: one, or two while a rotation runs. */
+  all(): GenerationKeys[] {
+    return [...this.gens.values()];
+  }
+
+  /** The keyring as last read (for the rotation, which starts from it). */
+  doc(): KeyringDoc | undefined {
+    return parseKeyring(this.raw);
+  }
+}
+
+/**
  * Two connections: reads go through a read-only one, which works whether or not the filesystem
  * lets the store write; writes through a read-write one, absent while writes are impossible. Its
  * data_version also changes with this process's own writes, so RecentReads needs no special case.
+ *
+ * Every read runs in one read transaction (a WAL snapshot) that first reads the keyring row, and
+ * every write in an IMMEDIATE transaction that does the same: so a process learns a key rotation
+ * before it could miss a row the rotation moved to the new generation, and never writes a
+ * fingerprint a second time under the other generation's hash.
  */
 class EncryptedDbStore implements Store {
   readonly type = 'EncryptedDbStore';
@@ -339,27 +425,33 @@ class EncryptedDbStore implements Store {
   private lastWriterAttempt = 0;
   private lastWriteCheck = 0;
   private readonly recent = new RecentReads();
+  private readonly ring: Ring;
+  private readonly poll: NodeJS.Timeout;
+  private lastPolledVersion: number | undefined;
 
   constructor(
     private readonly files: DbFiles,
     reader: Database.Database,
-    private readonly keys: Keys,
+    unlocked: Unlocked,
     writer: Database.Database | StoreReadOnlyError,
   ) {
+    this.ring = new Ring(unlocked.gens, unlocked.keyring);
     this.reader = { db: reader, statements: readStatements(reader) };
     if (writer instanceof StoreReadOnlyError) {
       this.writeFailure = writer;
       this.lastWriterAttempt = performance.now();
     } else {
-      this.writer = { db: writer, statements: writeStatements(writer) };
+      this.setWriter(writer);
     }
+    // An idle process learns a rotation's new generation too, before the rotation ends.
+    this.poll = setInterval(() => this.pollKeyring(), KEYRING_POLL_MS).unref();
   }
 
   async probe(): Promise<void> {
-    this.run(() => {
-      const row = this.reader.statements.probe.get() as { value: Buffer } | undefined;
-      if (row === undefined) throw new StoreUnavailableError('The key-check record is missing');
-      const plain = open(this.keys.encryption, row.value.subarray(0, 12), row.value.subarray(12), Buffer.alloc(0));
+    this.read(() => {
+      const value = this.reader.statements.meta.get('check') as Buffer | undefined;
+      if (value === undefined) throw new StoreUnavailableError('The key-check record is missing');
+      const plain = open(this.ring.get(this.ring.current)!.encryption, value.subarray(0, 12), value.subarray(12), Buffer.alloc(0));
       if (plain === undefined) throw new StoreUnavailableError('The key-check record failed its integrity check');
     });
   }
@@ -384,11 +476,11 @@ class EncryptedDbStore implements Store {
   }
 
   async listByEmail(email: string): Promise<StoredKey[]> {
-    return this.run(() => {
+    return this.read(() => {
       this.recent.forgetIfChanged(this.reader.statements.dataVersion.get() as number);
       const known = this.recent.get(email);
       if (known !== undefined) return [...known];
-      const keys = (this.reader.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
+      const keys = (this.reader.statements.byOwner.all(...this.hashes('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
       this.recent.set(email, keys);
       return [...keys];
     });
@@ -396,27 +488,27 @@ class EncryptedDbStore implements Store {
 
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const { db, statements } = this.writable();
-    const owner = this.hash('email', key.email);
-    const fp = this.hash('fingerprint', key.fingerprint);
     return this.write(() =>
       db
         .transaction((): UpsertResult => {
-          const existing = statements.byFp.get(fp) as KeyRow | undefined;
-          if (existing !== undefined && !existing.owner.equals(owner)) throw new FingerprintConflictError();
+          this.ring.update(statements.meta.get('keyring') as Buffer | undefined);
+          const matches = statements.byFp.all(...this.hashes('fingerprint', key.fingerprint)) as KeyRow[];
+          if (matches.length > 1) throw new StoreUnavailableError('A fingerprint is stored twice; the database may be damaged or tampered with');
+          const [existing] = matches;
+          if (existing !== undefined && !existing.owner.equals(this.hash(this.keysOf(existing), 'email', key.email))) throw new FingerprintConflictError();
           if (existing !== undefined) {
             const old = this.decrypt(existing);
             if (old.privateKey === key.privateKey && old.publicKey === key.publicKey) return 'unchanged';
           }
           // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
           // sharing the file or --import can add a key between this count and the insert.
-          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
-          const iv = randomBytes(12);
-          const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
+          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(...this.hashes('email', key.email)) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
+          const { owner, fp, iv, record, gen } = this.sealRecord(key);
           if (existing === undefined) {
-            statements.insert.run(owner, fp, iv, record, Date.now());
+            statements.insert.run(owner, fp, iv, record, Date.now(), gen);
             return 'added';
           }
-          statements.update.run(iv, record, Date.now(), existing.id);
+          statements.update.run(owner, fp, iv, record, Date.now(), gen, existing.id);
           return 'updated';
         })
         .immediate(),
@@ -424,12 +516,20 @@ class EncryptedDbStore implements Store {
   }
 
   async count(): Promise<number> {
-    return this.run(() => this.reader.statements.count.get() as number);
+    return this.read(() => this.reader.statements.count.get() as number);
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {
-    const { statements } = this.writable();
-    return this.write(() => statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
+    const { db, statements } = this.writable();
+    return this.write(() =>
+      db
+        .transaction(() => {
+          this.ring.update(statements.meta.get('keyring') as Buffer | undefined);
+          const [a, b = a] = this.ring.all().map((k) => [this.hash(k, 'email', email), this.hash(k, 'fingerprint', fingerprint)] as const);
+          return statements.delete.run(a![0], a![1], b![0], b![1]).changes > 0;
+        })
+        .immediate(),
+    );
   }
 
   async *all(): AsyncIterable<StoredKey> {
@@ -439,14 +539,106 @@ class EncryptedDbStore implements Store {
   async *inventory(): AsyncIterable<InventoryEntry> {
     let after = 0;
     for (;;) {
-      const rows = this.run(() => this.reader.statements.page.all(after) as KeyRow[]);
-      if (rows.length === 0) return;
-      for (const row of rows) yield { key: this.decrypt(row), writtenAt: row.written ?? undefined };
-      after = rows[rows.length - 1]!.id;
+      const entries = this.read(() => (this.reader.statements.page.all(after) as KeyRow[]).map((row) => ({ id: row.id, key: this.decrypt(row), writtenAt: row.written ?? undefined })));
+      if (entries.length === 0) return;
+      for (const { key, writtenAt } of entries) yield { key, writtenAt };
+      after = entries[entries.length - 1]!.id;
     }
   }
 
+  /**
+   * `--rotate-store-key`: re-encrypts every record and re-hashes its owner and fingerprint under a
+   * new key generation whose secret the new passphrase protects (db-keyring.ts), while every other
+   * process goes on serving. Each step is one transaction, so a kill at any point leaves every key
+   * readable (with the old passphrase, and with the new one) and running it again goes on from
+   * there; it refuses a different new passphrase than the one the rotation under way was started
+   * with. It ends no sooner than ROTATION_GRACE_MS after it started; then only the new passphrase
+   * opens the database.
+   */
+  async rotateStoreKey(newSecret: string | undefined, progress: RotationProgress): Promise<RotationReport> {
+    if (newSecret === undefined) throw new ConfigError('EncryptedDbStore needs the new passphrase: --new-passphrase-file=<file>');
+    const { db, statements } = this.writable();
+    const keyring = () => {
+      this.ring.update(statements.meta.get('keyring') as Buffer | undefined);
+      return this.ring.doc();
+    };
+    // scrypt (about 100 ms) outside the write lock; the transaction starts only if nobody started meanwhile.
+    const before = this.read(() => this.ring.doc());
+    let resumed = before?.next !== undefined;
+    if (resumed && !opensNext(before!, newSecret)) throw new ConfigError('A rotation to another new passphrase is under way: run --rotate-store-key again with the same --new-passphrase-file');
+    if (!resumed) {
+      const started = startRotation(before, this.ring.get(this.ring.current)!, newSecret, Date.now());
+      resumed = !this.write(() =>
+        db
+          .transaction(() => {
+            const now = keyring();
+            if (now?.next !== undefined) return false;
+            statements.setMeta.run('keyring', Buffer.from(JSON.stringify(started.doc)));
+            return true;
+          })
+          .immediate(),
+      );
+      // Another --rotate-store-key started one at the same moment: go on with it if it is ours.
+      if (resumed && !opensNext(this.read(() => this.ring.doc())!, newSecret)) throw new ConfigError('Another rotation started at the same time with another new passphrase: run --rotate-store-key again with that one');
+    }
+    const doc = this.read(() => this.ring.doc())!;
+    const target = doc.next!.gen;
+    const total = this.read(() => this.reader.statements.count.get() as number);
+    progress({ phase: resumed ? 'resumed' : 'started', generation: target, done: 0, total });
+    let done = 0;
+    for (;;) {
+      const moved = this.write(() =>
+        db
+          .transaction(() => {
+            keyring();
+            const rows = statements.notIn.all(target, ROTATION_BATCH) as KeyRow[];
+            for (const row of rows) {
+              const sealed = this.sealRecord(this.decrypt(row));
+              statements.rekey.run(sealed.owner, sealed.fp, sealed.iv, sealed.record, sealed.gen, row.id, row.iv);
+            }
+            return rows.length;
+          })
+          .immediate(),
+      );
+      if (moved === 0) {
+        const wait = doc.next!.startedAt + ROTATION_GRACE_MS - Date.now();
+        if (wait > 0) {
+          progress({ phase: 'waiting', generation: target, done, total, waitMs: wait });
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+        const finished = this.write(() =>
+          db
+            .transaction(() => {
+              const now = keyring()!;
+              if (statements.countNotIn.get(target) !== 0) return false;
+              const { doc: final, kdf } = finishRotation(now);
+              statements.setMeta.run('kdf', Buffer.from(JSON.stringify(kdf)));
+              statements.setMeta.run('keyring', Buffer.from(JSON.stringify(final)));
+              statements.setMeta.run('check', checkValue(this.ring.get(target)!));
+              return true;
+            })
+            .immediate(),
+        );
+        if (finished) break;
+        continue;
+      }
+      done += moved;
+      progress({ phase: 'records', generation: target, done, total });
+    }
+    this.ring.update(this.writable().statements.meta.get('keyring') as Buffer | undefined);
+    // Old page images (the old keyring, records under the old key) out of the WAL; best effort,
+    // as running processes may be reading. secure_delete already zeroed them in the database file.
+    let checkpointed = true;
+    try {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      checkpointed = false;
+    }
+    return { generation: target, records: done, property: 'store.db.encryption.key', walCheckpointed: checkpointed };
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.poll);
     this.recent.clear();
     if (this.writer !== undefined) {
       // Everything into the database file, so that a copy of it alone is whole; best effort and
@@ -462,6 +654,24 @@ class EncryptedDbStore implements Store {
     // The read-only connection closes last, so SQLite leaves the -wal and -shm files in place: a
     // later start on a read-only filesystem can read the database only with them.
     this.reader.db.close();
+  }
+
+  private setWriter(db: Database.Database): void {
+    // A rotation's superseded records and keyring are overwritten, not left in free pages.
+    db.pragma('secure_delete = ON');
+    this.writer = { db, statements: writeStatements(db) };
+  }
+
+  /** Between requests: reads the keyring when another connection committed anything. */
+  private pollKeyring(): void {
+    try {
+      const version = this.reader.statements.dataVersion.get() as number;
+      if (version === this.lastPolledVersion) return;
+      this.lastPolledVersion = version;
+      this.read(() => undefined);
+    } catch {
+      // The next request meets the same failure and answers it.
+    }
   }
 
   /**
@@ -495,8 +705,19 @@ class EncryptedDbStore implements Store {
       this.recent.clear();
     }
     if (writer instanceof StoreReadOnlyError) return writer;
-    this.writer = { db: writer, statements: writeStatements(writer) };
+    this.setWriter(writer);
     return undefined;
+  }
+
+  /** Runs a read in one snapshot that first takes the keyring as it is in that snapshot. */
+  private read<T>(op: () => T): T {
+    return this.run(
+      () =>
+        this.reader.statements.snapshot(() => {
+          this.ring.update(this.reader.statements.meta.get('keyring') as Buffer | undefined);
+          return op();
+        }) as T,
+    );
   }
 
   /**
@@ -528,12 +749,33 @@ class EncryptedDbStore implements Store {
     return failure;
   }
 
-  private hash(kind: 'email' | 'fingerprint', value: string): Buffer {
-    return createHmac('sha256', this.keys.index).update(`${kind}:${value}`).digest();
+  /** This value's hash under each generation held, as two query parameters (the same twice outside a rotation). */
+  private hashes(kind: 'email' | 'fingerprint', value: string): [Buffer, Buffer] {
+    const [a, b = a] = this.ring.all().map((k) => this.hash(k, kind, value));
+    return [a!, b!];
+  }
+
+  private hash(keys: GenerationKeys, kind: 'email' | 'fingerprint', value: string): Buffer {
+    return createHmac('sha256', keys.index).update(`${kind}:${value}`).digest();
+  }
+
+  private keysOf(row: KeyRow): GenerationKeys {
+    const keys = this.ring.get(row.gen);
+    if (keys === undefined) throw new StoreUnavailableError(`Stored record ${row.id} is of key generation ${row.gen}, which this process does not hold: restart it with the current passphrase`);
+    return keys;
+  }
+
+  /** A key as a row of the newest generation held. */
+  private sealRecord(key: StoredKey): { owner: Buffer; fp: Buffer; iv: Buffer; record: Buffer; gen: number } {
+    const keys = this.ring.get(this.ring.write)!;
+    const owner = this.hash(keys, 'email', key.email);
+    const fp = this.hash(keys, 'fingerprint', key.fingerprint);
+    const iv = randomBytes(12);
+    return { owner, fp, iv, record: seal(keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp)), gen: keys.gen };
   }
 
   private decrypt(row: KeyRow): StoredKey {
-    const plain = open(this.keys.encryption, row.iv, row.record, aad(row.owner, row.fp));
+    const plain = open(this.keysOf(row).encryption, row.iv, row.record, aad(row.owner, row.fp));
     const parsed = plain === undefined ? undefined : parseRecord(plain);
     if (parsed === undefined) {
       throw new StoreUnavailableError(`Stored record ${row.id} failed its integrity check; the database may be damaged or tampered with`);

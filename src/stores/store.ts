@@ -23,6 +23,30 @@ export interface InventoryEntry {
   readonly writtenAt: number | undefined;
 }
 
+/** Where a key rotation is, for the command's progress display. */
+export interface RotationStep {
+  readonly phase: 'started' | 'resumed' | 'records' | 'waiting';
+  /** The new key generation. */
+  readonly generation: number;
+  readonly done: number;
+  readonly total: number;
+  /** For `waiting`: how long until running processes have surely seen the new generation. */
+  readonly waitMs?: number;
+}
+
+export type RotationProgress = (step: RotationStep) => void;
+
+/** What a finished rotation did. */
+export interface RotationReport {
+  readonly generation: number;
+  /** Records re-encrypted by this run (a resumed run counts only its own). */
+  readonly records: number;
+  /** The property the operator must update before the next restart; undefined when none. */
+  readonly property: string | undefined;
+  /** false when SQLite could not yet drop old page images from its WAL (readers were busy). */
+  readonly walCheckpointed?: boolean;
+}
+
 export type UpsertResult = 'added' | 'updated' | 'unchanged';
 
 /**
@@ -66,6 +90,13 @@ export interface Store {
   all(): AsyncIterable<StoredKey>;
   /** Every stored key with when it was last written, for `--list`: the walk of all(). */
   inventory(): AsyncIterable<InventoryEntry>;
+  /**
+   * `--rotate-store-key`: every record re-encrypted under new keys while other processes serve on;
+   * crash-safe and resumable (run again, it finishes). `newSecret`: the new passphrase, for stores
+   * whose keys a secret in the config protects. Absent: the store's records are another system's
+   * to protect (KmipStore).
+   */
+  rotateStoreKey?(newSecret: string | undefined, progress: RotationProgress): Promise<RotationReport>;
   /** Releases connections and handles; the store is unusable afterwards. */
   close(): Promise<void>;
 }

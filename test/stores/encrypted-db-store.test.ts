@@ -46,7 +46,7 @@ describe('EncryptedDbStore encryption', () => {
     // What the previous version left: no `written` column, no schema entry.
     const file = join(config.folder, DB_FILE_NAME);
     const raw = new Database(file);
-    raw.exec("ALTER TABLE keys DROP COLUMN written; DELETE FROM meta WHERE name = 'schema'");
+    raw.exec("DROP INDEX keys_gen; ALTER TABLE keys DROP COLUMN written; ALTER TABLE keys DROP COLUMN gen; DELETE FROM meta WHERE name = 'schema'");
     raw.close();
     const migrated = await openEncryptedDbStore(config, deps);
     try {
