@@ -71,9 +71,9 @@ function describeStep(step: RotationStep): string {
     case 'started':
       return `Rotation started: key generation ${step.generation}, ${step.total} records to re-encrypt`;
     case 'resumed':
-      return `Rotation resumed: key generation ${step.generation}, ${step.total} records in the store`;
+      return `Rotation resumed: key generation ${step.generation}, ${step.done} of ${step.total} records re-encrypted already`;
     case 'records':
-      return `Re-encrypted ${step.done} records`;
+      return `Re-encrypted ${step.done} of ${step.total} records`;
     case 'waiting':
       return `Waiting ${Math.ceil((step.waitMs ?? 0) / 1000)} s for running services to take the new key`;
   }

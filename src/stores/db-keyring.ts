@@ -118,7 +118,12 @@ export function unlockWithPassphrase(passphrase: string, kdf: KdfParams, doc: Ke
   const current = doc?.current.byPassphrase === undefined ? output : unwrap(wrappingKey(output), doc.current.byPassphrase, `passphrase ${doc.current.gen}`);
   if (current !== undefined) {
     const keys = generationKeys(doc?.current.gen ?? 0, current);
-    return doc?.next === undefined ? [keys] : [keys, learnNext(doc, keys)];
+    if (doc?.next === undefined) return [keys];
+    const next = unwrapNext(doc, keys);
+    if (next !== undefined) return [keys, next];
+    // Generation 0's secret is whatever scrypt gives (only the key-check value tells the right
+    // passphrase): one that does not open the new generation is not the old passphrase.
+    if (doc.current.byPassphrase !== undefined) throw damaged();
   }
   if (doc?.next === undefined) return undefined;
   // Started with the new passphrase while the rotation runs.
@@ -132,10 +137,15 @@ export function unlockWithPassphrase(passphrase: string, kdf: KdfParams, doc: Ke
 
 /** The rotation's new generation, from the current one a running process holds. */
 export function learnNext(doc: KeyringDoc, current: GenerationKeys): GenerationKeys {
+  const next = unwrapNext(doc, current);
+  if (next === undefined) throw damaged();
+  return next;
+}
+
+function unwrapNext(doc: KeyringDoc, current: GenerationKeys): GenerationKeys | undefined {
   const next = doc.next!;
   const secret = unwrap(current.encryption, next.byCurrent, `generation ${next.gen} under ${current.gen}`);
-  if (secret === undefined) throw damaged();
-  return generationKeys(next.gen, secret);
+  return secret === undefined ? undefined : generationKeys(next.gen, secret);
 }
 
 /** A rotation from `current` to a new random generation, its secret under `newPassphrase`. */

@@ -344,6 +344,7 @@ function writeStatements(db: Database.Database) {
     delete: db.prepare('DELETE FROM keys WHERE (owner = ? AND fp = ?) OR (owner = ? AND fp = ?)'),
     notIn: db.prepare(`SELECT ${ROW} FROM keys WHERE gen != ? ORDER BY id LIMIT ?`),
     countNotIn: db.prepare('SELECT count(*) FROM keys WHERE gen != ?').pluck(),
+    count: db.prepare('SELECT count(*) FROM keys').pluck(),
     writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
   };
 }
@@ -583,8 +584,9 @@ class EncryptedDbStore implements Store {
     }
     const doc = this.read(() => this.ring.doc())!;
     const target = doc.next!.gen;
-    const total = this.read(() => this.reader.statements.count.get() as number);
-    progress({ phase: resumed ? 'resumed' : 'started', generation: target, done: 0, total });
+    const { total, before: alreadyDone } = this.write(() => ({ total: statements.count.get() as number, before: (statements.count.get() as number) - (statements.countNotIn.get(target) as number) }));
+    progress({ phase: resumed ? 'resumed' : 'started', generation: target, done: alreadyDone, total });
+    // Records re-encrypted by this run; the progress counts every record in the new generation.
     let done = 0;
     for (;;) {
       const moved = this.write(() =>
@@ -603,7 +605,7 @@ class EncryptedDbStore implements Store {
       if (moved === 0) {
         const wait = doc.next!.startedAt + ROTATION_GRACE_MS - Date.now();
         if (wait > 0) {
-          progress({ phase: 'waiting', generation: target, done, total, waitMs: wait });
+          progress({ phase: 'waiting', generation: target, done: alreadyDone + done, total, waitMs: wait });
           await new Promise((resolve) => setTimeout(resolve, wait));
         }
         const finished = this.write(() =>
@@ -623,7 +625,7 @@ class EncryptedDbStore implements Store {
         continue;
       }
       done += moved;
-      progress({ phase: 'records', generation: target, done, total });
+      progress({ phase: 'records', generation: target, done: alreadyDone + done, total });
     }
     this.ring.update(this.writable().statements.meta.get('keyring') as Buffer | undefined);
     // Old page images (the old keyring, records under the old key) out of the WAL; best effort,
