@@ -4,11 +4,22 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
 import { ConfigError, FingerprintConflictError, StoreUnavailableError } from '../errors.js';
+import { keyIdsOf } from '../keys/key-ids.js';
+import type { Logger } from '../logging/logger.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /** The database file inside `store.db.folder`. */
 export const DB_FILE_NAME = 'ekm.sqlite';
 const FORMAT_VERSION = '1';
+/**
+ * The schema within format 1, raised only by additive changes that a previous version keeps
+ * working with (it ignores tables it does not know): 2 added the key id index.
+ */
+const SCHEMA_VERSION = 2;
+/** Records the key id indexer reads, decrypts and parses per transaction (a few ms each). */
+const INDEX_BATCH = 50;
+/** The serving indexer's pause between batches, so requests keep the database and the CPU. */
+const INDEX_PAUSE_MS = 20;
 /** scrypt cost: about 100 ms and 32 MiB on one core, paid once per process at start. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
@@ -41,7 +52,7 @@ interface KeyRow {
  * salt stored in the database, and a key-check value refuses a wrong passphrase before anything is
  * written.
  */
-export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps: StoreDependencies): Promise<Store> {
+export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, deps: StoreDependencies): Promise<Store> {
   const file = join(config.folder, DB_FILE_NAME);
   if (existsSync(file)) {
     // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
@@ -61,7 +72,12 @@ export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps
   const db = openDatabase(file, false);
   try {
     initialise(db);
-    return new EncryptedDbStore(db, deriveAndCheck(db, config));
+    const store = new EncryptedDbStore(db, deriveAndCheck(db, config), deps.logger);
+    // Operator commands index what a previous version stored before they return; a serving process
+    // does it in the background in small batches, answering 503 to key id lookups meanwhile.
+    if (deps.setup === true) await store.indexPending(Number.POSITIVE_INFINITY);
+    else store.startIndexer();
+    return store;
   } catch (e) {
     db.close();
     throw e;
@@ -99,7 +115,39 @@ function initialise(db: Database.Database): void {
     const insert = db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)');
     insert.run('format', Buffer.from(FORMAT_VERSION));
     insert.run('kdf', Buffer.from(JSON.stringify({ alg: 'scrypt', ...SCRYPT, salt: salt.toString('base64') })));
+    migrate(db);
   }).immediate();
+}
+
+/**
+ * Schema 2, the key id index: `key_ids` maps HMAC(key id) to the row of each key answering to it.
+ * Filling it needs the passphrase and OpenPGP parsing, so the migration itself only queues every
+ * existing row in `key_ids_pending` (one statement); the indexer empties the queue. The triggers
+ * queue every row that any version of the EKM writes, so a database that a previous version wrote
+ * to in between (a rollback) is caught up too, and drop a deleted row's entries whoever deleted it.
+ */
+function migrate(db: Database.Database): void {
+  const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: Buffer } | undefined;
+  const version = row === undefined ? 1 : Number(row.value.toString());
+  if (version >= SCHEMA_VERSION) return;
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS key_ids (tag BLOB NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (tag, key)) STRICT, WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS key_ids_key ON key_ids (key);
+    CREATE TABLE IF NOT EXISTS key_ids_pending (key INTEGER PRIMARY KEY) STRICT;
+    CREATE TRIGGER IF NOT EXISTS keys_queue_insert AFTER INSERT ON keys BEGIN
+      INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS keys_queue_update AFTER UPDATE OF record ON keys BEGIN
+      DELETE FROM key_ids WHERE key = OLD.id;
+      INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS keys_drop_ids AFTER DELETE ON keys BEGIN
+      DELETE FROM key_ids WHERE key = OLD.id;
+      DELETE FROM key_ids_pending WHERE key = OLD.id;
+    END;
+    INSERT OR IGNORE INTO key_ids_pending (key) SELECT id FROM keys;
+  `);
+  db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('schema', ?)").run(Buffer.from(String(SCHEMA_VERSION)));
 }
 
 function deriveAndCheck(db: Database.Database, config: EncryptedDbStoreConfig): Keys {
@@ -170,10 +218,13 @@ class EncryptedDbStore implements Store {
   readonly type = 'EncryptedDbStore';
   private readonly statements;
   private readonly recent = new RecentReads();
+  private indexer: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly db: Database.Database,
     private readonly keys: Keys,
+    private readonly logger: Logger,
   ) {
     this.statements = {
       probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
@@ -183,6 +234,12 @@ class EncryptedDbStore implements Store {
       update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
       delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
       page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
+      byKeyId: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag = ? ORDER BY k.id'),
+      anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
+      pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key ORDER BY p.key LIMIT ?'),
+      ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
+      addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
+      indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
     };
   }
@@ -207,11 +264,23 @@ class EncryptedDbStore implements Store {
     });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.run(() => {
+      // Until every row is indexed an answer could miss a key: a 503, never a short list.
+      if (this.statements.anyPending.get() === 1) {
+        this.startIndexer();
+        throw new StoreUnavailableError('The key id index is still being built; try again shortly');
+      }
+      return (this.statements.byKeyId.all(this.hash('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
+    });
+  }
+
   async upsert(key: StoredKey): Promise<UpsertResult> {
     // This connection's own commits do not change data_version: forget what it read.
     this.recent.clear();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
+    const idTags = (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id));
     return this.run(() =>
       this.db
         .transaction((): UpsertResult => {
@@ -223,12 +292,11 @@ class EncryptedDbStore implements Store {
           }
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
-          if (existing === undefined) {
-            this.statements.insert.run(owner, fp, iv, record);
-            return 'added';
-          }
-          this.statements.update.run(iv, record, existing.id);
-          return 'updated';
+          // The triggers queue the row and drop its old ids; its new ids go in with it.
+          const id = existing === undefined ? Number(this.statements.insert.run(owner, fp, iv, record).lastInsertRowid) : existing.id;
+          if (existing !== undefined) this.statements.update.run(iv, record, id);
+          this.addKeyIds(id, idTags);
+          return existing === undefined ? 'added' : 'updated';
         })
         .immediate(),
     );
@@ -250,11 +318,62 @@ class EncryptedDbStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await this.indexer?.catch(() => undefined);
     this.recent.clear();
     this.db.close();
   }
 
-  private hash(kind: 'email' | 'fingerprint', value: string): Buffer {
+  /**
+   * Indexes up to `limit` queued rows, a batch per transaction; resolves when the queue is empty or
+   * the limit reached. A row rewritten while its ids were computed stays queued for the next batch.
+   */
+  async indexPending(limit: number): Promise<void> {
+    for (let done = 0; done < limit && !this.closed; ) {
+      const rows = this.run(() => this.statements.pending.all(Math.min(INDEX_BATCH, limit - done)) as KeyRow[]);
+      if (rows.length === 0) return;
+      const indexed = await Promise.all(rows.map(async (row) => {
+        const key = this.decrypt(row);
+        return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
+      }));
+      if (this.closed) return;
+      this.run(() =>
+        this.db
+          .transaction(() => {
+            for (const { row, tags } of indexed) {
+              const iv = this.statements.ivOf.get(row.id) as Buffer | undefined;
+              if (iv !== undefined && iv.equals(row.iv)) this.addKeyIds(row.id, tags);
+            }
+          })
+          .immediate(),
+      );
+      done += rows.length;
+    }
+  }
+
+  /** Starts the background indexer unless it runs; a failure is logged and retried by the next lookup. */
+  startIndexer(): void {
+    this.indexer ??= (async () => {
+      while (!this.closed && this.run(() => this.statements.anyPending.get()) === 1) {
+        await this.indexPending(INDEX_BATCH);
+        // Not unref'd: close() waits for the indexer, which must get past its pause to see `closed`.
+        await new Promise((resolve) => setTimeout(resolve, INDEX_PAUSE_MS));
+      }
+    })()
+      .catch((e: unknown) => {
+        this.logger.warn('Indexing key ids failed; retried by the next key id lookup', { error: e instanceof Error ? e.message : 'unknown error' });
+      })
+      .finally(() => {
+        this.indexer = undefined;
+      });
+  }
+
+  private addKeyIds(id: number, tags: readonly Buffer[]): void {
+    for (const tag of tags) this.statements.addKeyId.run(tag, id);
+    this.statements.indexed.run(id);
+  }
+
+  private hash(kind: 'email' | 'fingerprint' | 'keyid', value: string): Buffer {
     return createHmac('sha256', this.keys.index).update(`${kind}:${value}`).digest();
   }
 

@@ -8,7 +8,8 @@ import { DEFAULT_POOL_OPTIONS, type KmipPoolOptions } from './kmip/kmip-connecti
 import { ObjectType, ResultReason, ResultStatus, SecretDataType, Tag } from './kmip/kmip-enums.js';
 import { KmipOperationError, KmipUnavailableError } from './kmip/kmip-errors.js';
 import { child, destroy, get, getAttributes, locate, objectTypeAttribute, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData, type BatchItemResult } from './kmip/kmip-messages.js';
-import { decodeRecord, encodeRecord, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
+import { keyIdsOf } from '../keys/key-ids.js';
+import { decodeRecord, encodeRecord, FINGERPRINT_NAME_PREFIX, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /** Objects fetched per batch: PyKMIP answers at most 1 MB per message, a record is 4-10 KB. */
@@ -87,7 +88,17 @@ class KmipStore implements Store {
     });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.run(async () => {
+      const tags = await this.tags();
+      const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.keyId(id)]), 'Locate'));
+      const records = latestPerFingerprint(await this.getRecords(ids));
+      return records.sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint)).map((r) => r.record.key);
+    });
+  }
+
   async upsert(key: StoredKey): Promise<UpsertResult> {
+    const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     return this.run(async () => {
       const tags = await this.tags();
       const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.fingerprint(key.fingerprint)]), 'Locate'));
@@ -102,7 +113,7 @@ class KmipStore implements Store {
       const written = nextOrder();
       const created = existing.length === 0 ? written : Math.min(...existing.map((r) => r.record.created));
       const material = encodeRecord({ key, created, written });
-      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint)];
+      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint), ...keyIds.map((id) => tags.keyId(id))];
       readUniqueIdentifier(await this.client.one(registerSecretData(SecretDataType.Password, material, attributes), 'Register'));
       // The new version is stored: failing to remove the old one must not fail the write.
       await this.destroyQuietly(existing.map((r) => r.id));
@@ -138,7 +149,9 @@ class KmipStore implements Store {
       const results = await this.batched(ids, ATTRIBUTE_BATCH, (id) => getAttributes(id, ['Name']));
       for (const [i, result] of results.entries()) {
         if (isGone(result)) continue;
-        const names = readAttributes(checked(result, 'Get Attributes')).filter((a) => a.name === 'Name').map((a) => child(a.value, Tag.NameValue, 'TextString').value);
+        const names = readAttributes(checked(result, 'Get Attributes')).filter((a) => a.name === 'Name')
+          .map((a) => child(a.value, Tag.NameValue, 'TextString').value)
+          .filter((n) => n.startsWith(FINGERPRINT_NAME_PREFIX));
         const name = names.sort()[0] ?? `id:${ids[i]!}`;
         byName.set(name, [...(byName.get(name) ?? []), ids[i]!]);
       }

@@ -29,6 +29,11 @@ export interface Store {
   /** The keys stored for this email (lowercased by the caller), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
+   * The keys answering to this key id (uppercase hex, see src/keys/key-ids.ts): a fingerprint, or
+   * the long id of a primary key or subkey. Found through an index, never by reading every key.
+   */
+  listByKeyId(id: string): Promise<StoredKey[]>;
+  /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.
    * Throws FingerprintConflictError when the fingerprint belongs to another email.
    */
