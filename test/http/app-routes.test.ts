@@ -11,24 +11,10 @@ import { createApp } from '../../src/http/app.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { configText } from '../support/routes-config.js';
 
 const FIREFOX_ORIGIN = 'moz-extension://39553fca-76d4-4791-bf00-b4dfede6fd45';
 const CHROME_ORIGIN = 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc';
-
-function configText(folder: string, extra: string[] = []): string {
-  return [
-    'org.id=routes-test',
-    'api.https.enabled=false',
-    'store.type=EncryptedDbStore',
-    `store.db.folder=${folder}`,
-    'store.db.encryption.key=routes test passphrase',
-    'auth.type=OpenIDConnectAuthenticator',
-    'auth.openid.issuer=https://issuer.invalid',
-    'auth.openid.audience=test',
-    'acl.type=SimpleAcl',
-    ...extra,
-  ].join('\n');
-}
 
 describe('routing and CORS of the app, in process', () => {
   let dir: string;
