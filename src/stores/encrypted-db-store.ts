@@ -236,7 +236,8 @@ class EncryptedDbStore implements Store {
       page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
       byKeyId: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag = ? ORDER BY k.id'),
       anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
-      pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key ORDER BY p.key LIMIT ?'),
+      pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key WHERE p.key >= ? ORDER BY p.key LIMIT ?'),
+      lastKey: db.prepare('SELECT max(id) FROM keys').pluck(),
       ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
       addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
       indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
@@ -325,18 +326,24 @@ class EncryptedDbStore implements Store {
   }
 
   /**
-   * Indexes up to `limit` queued rows, a batch per transaction; resolves when the queue is empty or
-   * the limit reached. A row rewritten while its ids were computed stays queued for the next batch.
+   * Indexes up to `limit` queued rows, a batch per transaction, from row `from` on and then from the
+   * start; resolves, with where to go on from, when the queue is empty or the limit reached. A row
+   * rewritten while its ids were computed stays queued for the next batch.
    */
-  async indexPending(limit: number): Promise<void> {
+  async indexPending(limit: number, from = 0): Promise<number> {
     for (let done = 0; done < limit && !this.closed; ) {
-      const rows = this.run(() => this.statements.pending.all(Math.min(INDEX_BATCH, limit - done)) as KeyRow[]);
-      if (rows.length === 0) return;
+      const rows = this.run(() => this.statements.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[]);
+      if (rows.length === 0 && from > 0) {
+        from = 0;
+        continue;
+      }
+      if (rows.length === 0) return from;
+      from = rows[rows.length - 1]!.id + 1;
       const indexed = await Promise.all(rows.map(async (row) => {
         const key = this.decrypt(row);
         return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
       }));
-      if (this.closed) return;
+      if (this.closed) return from;
       this.run(() =>
         this.db
           .transaction(() => {
@@ -349,13 +356,16 @@ class EncryptedDbStore implements Store {
       );
       done += rows.length;
     }
+    return from;
   }
 
   /** Starts the background indexer unless it runs; a failure is logged and retried by the next lookup. */
   startIndexer(): void {
     this.indexer ??= (async () => {
+      // Each worker starts somewhere else in the queue, so several of them share the work.
+      let from = Math.floor(Math.random() * ((this.run(() => this.statements.lastKey.get()) as number | null) ?? 0));
       while (!this.closed && this.run(() => this.statements.anyPending.get()) === 1) {
-        await this.indexPending(INDEX_BATCH);
+        from = await this.indexPending(INDEX_BATCH, from);
         // Not unref'd: close() waits for the indexer, which must get past its pause to see `closed`.
         await new Promise((resolve) => setTimeout(resolve, INDEX_PAUSE_MS));
       }
