@@ -106,18 +106,20 @@ class KmipStore implements Store {
       if (existing.some((r) => r.record.key.email !== key.email)) throw new FingerprintConflictError();
       if (existing.some((r) => r.record.key.fingerprint !== key.fingerprint)) throw tampered();
       const latest = latestPerFingerprint(existing)[0];
-      if (latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey) {
+      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint), ...keyIds.map((id) => tags.keyId(id))];
+      const unchanged = latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey;
+      // A record written by a version without key id Names is written again with them (--import does it).
+      if (unchanged && (await this.namesOf(latest.id)).length >= attributes.filter((a) => a.name === 'Name').length) {
         await this.destroyQuietly(existing.filter((r) => r !== latest).map((r) => r.id));
         return 'unchanged';
       }
       const written = nextOrder();
       const created = existing.length === 0 ? written : Math.min(...existing.map((r) => r.record.created));
       const material = encodeRecord({ key, created, written });
-      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint), ...keyIds.map((id) => tags.keyId(id))];
       readUniqueIdentifier(await this.client.one(registerSecretData(SecretDataType.Password, material, attributes), 'Register'));
       // The new version is stored: failing to remove the old one must not fail the write.
       await this.destroyQuietly(existing.map((r) => r.id));
-      return existing.length === 0 ? 'added' : 'updated';
+      return unchanged ? 'unchanged' : existing.length === 0 ? 'added' : 'updated';
     });
   }
 
@@ -149,9 +151,7 @@ class KmipStore implements Store {
       const results = await this.batched(ids, ATTRIBUTE_BATCH, (id) => getAttributes(id, ['Name']));
       for (const [i, result] of results.entries()) {
         if (isGone(result)) continue;
-        const names = readAttributes(checked(result, 'Get Attributes')).filter((a) => a.name === 'Name')
-          .map((a) => child(a.value, Tag.NameValue, 'TextString').value)
-          .filter((n) => n.startsWith(FINGERPRINT_NAME_PREFIX));
+        const names = readNames(result).filter((n) => n.startsWith(FINGERPRINT_NAME_PREFIX));
         const name = names.sort()[0] ?? `id:${ids[i]!}`;
         byName.set(name, [...(byName.get(name) ?? []), ids[i]!]);
       }
@@ -206,6 +206,12 @@ class KmipStore implements Store {
     return results;
   }
 
+  /** The Names of an object; none when it is gone. */
+  private async namesOf(id: string): Promise<string[]> {
+    const [result] = (await this.client.batch([getAttributes(id, ['Name'])])).items;
+    return result === undefined || isGone(result) ? [] : readNames(result);
+  }
+
   private async destroyQuietly(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     try {
@@ -229,6 +235,12 @@ class KmipStore implements Store {
       throw e;
     }
   }
+}
+
+function readNames(result: BatchItemResult): string[] {
+  return readAttributes(checked(result, 'Get Attributes'))
+    .filter((a) => a.name === 'Name')
+    .map((a) => child(a.value, Tag.NameValue, 'TextString').value);
 }
 
 /** A batch item that failed because its object no longer exists (destroyed by a concurrent request). */
