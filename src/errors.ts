@@ -10,13 +10,16 @@ export class EkmError extends Error {
   readonly code: string;
   /** Extra human-readable context; may be empty, never a secret. */
   readonly details: string;
+  /** Seconds after which a retry may succeed, answered as `Retry-After` (RFC 9110, section 10.2.3); 503s of a passing overload only. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(status: number, code: string, message: string, details = '', options?: ErrorOptions) {
+  constructor(status: number, code: string, message: string, details = '', options?: ErrorOptions & { retryAfterSeconds?: number }) {
     super(message, options);
     this.name = new.target.name;
     this.status = status;
     this.code = code;
     this.details = details;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -31,6 +34,26 @@ export class BadRequestError extends EkmError {
 export class KeyRejectedError extends EkmError {
   constructor(message: string, details = '') {
     super(400, 'ERR_KEY_REJECTED', message, details);
+  }
+}
+
+/**
+ * 503: this worker is already verifying as many keys as it takes at once (the queue is full, or the
+ * key waited its turn too long). Passing load, not a bad key: the client may retry after a second.
+ */
+export class KeyVerificationBusyError extends EkmError {
+  constructor(details: string) {
+    super(503, 'ERR_KEY_VERIFICATION_BUSY', 'Too many keys are being verified at the moment; try again shortly', details, { retryAfterSeconds: 1 });
+  }
+}
+
+/**
+ * 400: storing this key would take its owner past a per-user limit (`api.keys.max.per.user`,
+ * `api.keys.max.bytes.per.user`). The message is written for the apps to show to the user.
+ */
+export class KeyLimitError extends EkmError {
+  constructor(code: 'ERR_KEY_COUNT_LIMIT' | 'ERR_KEY_BYTES_LIMIT', message: string, details = '') {
+    super(400, code, message, details);
   }
 }
 

@@ -1,5 +1,6 @@
 import { ForbiddenError } from '../errors.js';
 import type { Identity } from '../auth/authenticator.js';
+import { domainOf, normalizeEmailAddress } from '../keys/email-address.js';
 import type { Acl } from './acl.js';
 
 /**
@@ -12,12 +13,14 @@ export class SimpleAcl implements Acl {
 
   authorizePrivateKeys(identity: Identity, ownerEmail: string): void {
     if (this.domains !== undefined) {
-      const domain = identity.hostedDomain ?? identity.email.slice(identity.email.lastIndexOf('@') + 1);
+      const domain = identity.hostedDomain ?? domainOf(identity.email);
       if (!this.domains.includes(domain)) {
         throw new ForbiddenError('Your account is not in a domain this key manager serves', `Domain: ${domain}`);
       }
     }
-    if (identity.email !== ownerEmail.toLowerCase()) {
+    // Both sides under the one email rule: an email it refuses is nobody's, so never equal.
+    const owner = normalizeEmailAddress(ownerEmail);
+    if (owner === undefined || normalizeEmailAddress(identity.email) !== owner) {
       throw new ForbiddenError("You may only access your own private keys");
     }
   }

@@ -1,8 +1,8 @@
 /** Who made a request, as established from their verified ID token. */
 export interface Identity {
-  /** The verified email, lowercased. */
+  /** The verified email, normalised by keys/email-address.ts (ASCII-lowercased, printable ASCII only). */
   readonly email: string;
-  /** The Google Workspace domain (`hd` claim), when the IdP sends one. */
+  /** The Google Workspace domain (`hd` claim, ASCII-lowercased), when the IdP sends one. */
   readonly hostedDomain: string | undefined;
 }
 

@@ -2,6 +2,7 @@ import { errors, jwtVerify, type JWTPayload } from 'jose';
 import * as oidc from 'openid-client';
 import type { AuthConfig } from '../config/config.js';
 import { AuthenticationError, EkmError, IdentityProviderUnavailableError } from '../errors.js';
+import { checkEmailAddress, normalizeDomain } from '../keys/email-address.js';
 import type { Logger } from '../logging/logger.js';
 import type { Authenticator, Identity } from './authenticator.js';
 import { JwksCache } from './jwks-cache.js';
@@ -93,16 +94,25 @@ function bearerToken(authorization: string | undefined): string {
 }
 
 function identityOf(payload: JWTPayload): Identity {
-  const email = payload['email'];
-  if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+$/.test(email)) {
+  const claim = payload['email'];
+  if (typeof claim !== 'string' || claim === '') {
     throw new AuthenticationError('ERR_TOKEN_NO_EMAIL', 'ID token has no email claim', 'Request the email scope when signing in');
+  }
+  // The one email rule (keys/email-address.ts): a lookalike of another user's email is refused, never folded onto it.
+  const { email, refusal } = checkEmailAddress(claim);
+  if (email === undefined) {
+    throw new AuthenticationError('ERR_TOKEN_EMAIL', `The email in the ID token cannot be used here: it ${refusal}`, 'Emails are compared in ASCII only; ask your administrator');
   }
   const verified = payload['email_verified'];
   if (verified !== true && verified !== 'true') {
     throw new AuthenticationError('ERR_EMAIL_NOT_VERIFIED', 'The email in the ID token is not verified');
   }
   const hd = payload['hd'];
-  return { email: email.toLowerCase(), hostedDomain: typeof hd === 'string' ? hd.toLowerCase() : undefined };
+  const hostedDomain = typeof hd === 'string' ? normalizeDomain(hd) : undefined;
+  if (typeof hd === 'string' && hostedDomain === undefined) {
+    throw new AuthenticationError('ERR_TOKEN_HOSTED_DOMAIN', "The hosted domain (hd) in the ID token is not a domain name");
+  }
+  return { email, hostedDomain };
 }
 
 /** A 401 (or the 503 it was) saying what was wrong, never echoing the token. */

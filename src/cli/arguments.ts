@@ -20,7 +20,8 @@ Without a command, starts the Email Key Manager.
 Commands:
   --version                  Print the version
   --help                     Print this help
-  --test-store-connection    Connect to the configured store, search once, report the round trip latency
+  --test-store-connection    Connect to the configured store, search once, report the round trip latency,
+                             and warn about stored keys whose owner email the email rule refuses
   --export=<file>            Write every stored key to <file> (JSON, mode 0600; holds decrypted private keys)
       --export-passphrase-file=<file>   encrypt the export to the passphrase in <file>
   --import=<file>            Import keys from a file written by --export (validated like PUT, upsert by fingerprint;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
-import { FingerprintConflictError, KeyRejectedError } from '../errors.js';
-import { isEmailAddress } from '../keys/email-address.js';
+import { FingerprintConflictError, KeyLimitError, KeyRejectedError } from '../errors.js';
+import { checkEmailAddress, displayEmail, domainOf, type EmailCheck } from '../keys/email-address.js';
 import { validatePrivateKey } from '../keys/private-key-policy.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
@@ -24,7 +24,8 @@ export interface ImportReport {
 /**
  * `--import=<file>`: reads a file written by `--export` (encrypted or not), validates every key as
  * PUT does (the same policy, the owner's email in a user id, the owner in `org.domains`, a claimed
- * fingerprint and public key that match), and upserts it by fingerprint. Idempotent: a second run
+ * fingerprint and public key that match), and upserts it by fingerprint within the per-user limits
+ * (api.keys.max.per.user, api.keys.max.bytes.per.user: a key past them is refused with its line). Idempotent: a second run
  * reports every key unchanged. Works whatever `api.keys.provisioning` says: in the admin mode this
  * is how keys get in. Prints each refusal with its reason and a summary line; resolves with 0 when
  * every key is in the store, 1 when any was refused or the import stopped.
@@ -62,28 +63,31 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     store = await openStore(config.store, { logger, setup: true });
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
-      const email = entry.email.trim().toLowerCase();
+      const owner = checkEmailAddress(entry.email);
+      // Refused owners are reported as given, escaped (a lookalike shows as \u212A, not as its victim).
+      const email = owner.email ?? displayEmail(entry.email);
       const record = { event: 'private-key.import', email, clientAddress: undefined, userAgent: undefined } as const;
-      const refuse = (reason: string, status: number, code: string) => {
-        report.refused.push({ key: i + 1, email, fingerprint: entry.fingerprint ?? '', reason });
+      // `fingerprint`: the validated key's, once known; until then the one the file claims.
+      const refuse = (reason: string, status: number, code: string, fingerprint = entry.fingerprint) => {
+        report.refused.push({ key: i + 1, email, fingerprint: fingerprint ?? '', reason });
         progress.clear();
-        audit(auditLog, { ...record, fingerprints: entry.fingerprint === undefined ? [] : [entry.fingerprint], status, code });
-        io.out.write(`refused: key #${i + 1} ${email} ${entry.fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
+        audit(auditLog, { ...record, fingerprints: fingerprint === undefined ? [] : [fingerprint], status, code });
+        io.out.write(`refused: key #${i + 1} ${email} ${fingerprint ?? '(no fingerprint)'}: ${reason}\n`);
       };
-      const ownerRefusal = checkOwner(email, config.org.domains);
+      const ownerRefusal = checkOwner(owner, config.org.domains);
       if (ownerRefusal !== undefined) {
         refuse(ownerRefusal.reason, ownerRefusal.status, ownerRefusal.code);
         continue;
       }
       let result: UpsertResult;
-      let fingerprint: string;
+      let fingerprint: string | undefined;
       try {
         const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey });
         fingerprint = key.fingerprint;
-        result = await store.upsert(key);
+        result = await store.upsert(key, config.api.keyLimits);
       } catch (e) {
-        if (e instanceof KeyRejectedError) {
-          refuse(describeFailure(e)!, e.status, e.code);
+        if (e instanceof KeyRejectedError || e instanceof KeyLimitError) {
+          refuse(describeFailure(e)!, e.status, e.code, fingerprint);
           continue;
         }
         if (e instanceof FingerprintConflictError) {
@@ -114,9 +118,9 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
 }
 
 /** Why an owner cannot have keys here, with what PUT would answer (400, or 403 from SimpleAcl); undefined when they can. */
-function checkOwner(email: string, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
-  if (!isEmailAddress(email)) return { reason: 'the email is not an email address', status: 400, code: 'ERR_BAD_REQUEST' };
-  const domain = email.slice(email.lastIndexOf('@') + 1);
+function checkOwner(owner: EmailCheck, domains: readonly string[] | undefined): { reason: string; status: number; code: string } | undefined {
+  if (owner.email === undefined) return { reason: `the email cannot be an identity: it ${owner.refusal}`, status: 400, code: 'ERR_BAD_EMAIL' };
+  const domain = domainOf(owner.email);
   if (domains !== undefined && !domains.includes(domain)) {
     return { reason: `${domain} is not one of the domains this key manager serves (org.domains)`, status: 403, code: 'ERR_FORBIDDEN' };
   }

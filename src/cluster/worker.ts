@@ -6,6 +6,7 @@ import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
 import { createApp } from '../http/app.js';
 import { createHttpServer } from '../http/http-server.js';
+import { keyVerificationPool } from '../keys/key-verification-pool.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
@@ -66,7 +67,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       }, DRAIN_TIMEOUT_MS);
       force.unref();
       server.close(() => {
-        const closing = Promise.race([store.close(), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
+        const closing = Promise.race([Promise.all([store.close(), keyVerificationPool.close()]), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
         void closing.finally(() => logger.flush().finally(() => process.exit(0)));
       });
       server.closeIdleConnections();

@@ -1,3 +1,4 @@
+import type { OwnerKeyLimits } from '../stores/owner-key-limits.js';
 import type { ACL_TYPES, AUTH_TYPES, KEY_PROVISIONING, LOGGER_TYPES } from './schema.js';
 
 /** The validated, frozen configuration, built once in the primary and rebuilt identically in workers. */
@@ -31,6 +32,8 @@ export interface ApiConfig {
   /** undefined: every origin is allowed. */
   readonly corsOrigins: readonly string[] | undefined;
   readonly keyProvisioning: (typeof KEY_PROVISIONING)[number];
+  /** What one user may hold; enforced by the store on every upsert (PUT and --import). */
+  readonly keyLimits: OwnerKeyLimits;
 }
 
 export interface EncryptedDbStoreConfig {

@@ -4,9 +4,13 @@ import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
 import { corsOriginProblem } from '../http/cors-origins.js';
 import { ConfigError } from '../errors.js';
+import { normalizeDomain } from '../keys/email-address.js';
 import { isSecretFieldName } from '../logging/redact-secrets.js';
 import type { Config, KeystoreRef, LogLevel, StoreConfig } from './config.js';
 import { SCHEMA, SCHEMA_BY_NAME, type PropertyDef, type RawProperties } from './schema.js';
+
+/** The largest `byte-count` value (1 GiB): beyond it a limit no longer limits anything. */
+const BYTE_COUNT_MAX = 1024 * 1024 * 1024;
 
 export const CONFIG_FILE_NAME = 'flowcrypt-email-key-manager.properties';
 export const SYSTEM_CONFIG_FILE = `/etc/flowcrypt-ekm/${CONFIG_FILE_NAME}`;
@@ -122,6 +126,13 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       }
       return n;
     }
+    case 'byte-count': {
+      const n = /^\d{1,10}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1024 && n <= BYTE_COUNT_MAX)) {
+        throw new ConfigError(`[${value}] is not a valid option for property [${def.name}]; expected a number of bytes from 1024 to ${BYTE_COUNT_MAX}`);
+      }
+      return n;
+    }
     case 'enum':
       if (!def.options?.includes(value)) throw invalidOption(def.options ?? []);
       return value;
@@ -184,7 +195,12 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
   const level = str('logger.default.level');
   const loggerTypes = v.get('logger.types') as Config['logger']['types'];
   const httpsEnabled = v.get('api.https.enabled') as boolean;
-  const domains = opt<string[]>('org.domains')?.map((d) => d.toLowerCase());
+  // The one email rule's domains (keys/email-address.ts): ASCII-lowercased, IDNs in their xn-- form.
+  const domains = opt<string[]>('org.domains')?.map((d) => {
+    const domain = normalizeDomain(d);
+    if (domain === undefined) throw new ConfigError(`[${d}] is not a valid option for property [org.domains]; expected domain names (ASCII letters, digits, hyphens; IDNs in their xn-- form)`);
+    return domain;
+  });
   if (domains === undefined) {
     warnings.push("'org.domains' is not set: users of every email domain are served. Set it to your organisation's domains.");
   }
@@ -198,6 +214,7 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       https: httpsEnabled ? keystore('api.https.key.file', 'api.https.key.password') : undefined,
       corsOrigins: opt<string[]>('api.cors.origins'),
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
+      keyLimits: { maxKeys: v.get('api.keys.max.per.user') as number, maxBytes: v.get('api.keys.max.bytes.per.user') as number },
     },
     truststore: keystore('truststore.file', 'truststore.password'),
     store,

@@ -12,7 +12,7 @@ export const ACL_TYPES = ['SimpleAcl'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'FINE'] as const;
 export const KEY_PROVISIONING = ['client', 'admin'] as const;
 
-export type PropertyType = 'string' | 'secret' | 'boolean' | 'port' | 'positive-integer' | 'enum' | 'enum-list' | 'list' | 'origin-list' | 'url' | 'file';
+export type PropertyType = 'string' | 'secret' | 'boolean' | 'port' | 'positive-integer' | 'byte-count' | 'enum' | 'enum-list' | 'list' | 'origin-list' | 'url' | 'file';
 
 export interface PropertyDef {
   readonly name: string;
@@ -45,7 +45,7 @@ const httpsEnabled = (raw: RawProperties) => (raw.get('api.https.enabled') ?? 't
 export const SCHEMA: readonly PropertyDef[] = [
   // General
   { name: 'org.id', type: 'string', requiredWhen: true, doc: 'An identifier for your organisation, as assigned with your license.' },
-  { name: 'org.domains', type: 'list', doc: "Comma-separated email domains of your organisation. When set, only users of these domains are served (by the token's hd claim or the email's domain) and the Web Key Directory answers for them. Unset: every domain (a warning is logged at start)." },
+  { name: 'org.domains', type: 'list', doc: "Comma-separated email domains of your organisation. When set, only users of these domains are served (by the token's hd claim or the email's domain) and the Web Key Directory answers for them. Unset: every domain (a warning is logged at start). ASCII domain names; internationalised ones in their xn-- form." },
   { name: 'api.hostname', type: 'string', default: 'localhost', doc: 'The address the EKM listens on (a host name or IP address).' },
   { name: 'api.port', type: 'port', default: '32356', doc: 'The TCP port the EKM listens on.' },
   { name: 'api.workers', type: 'positive-integer', doc: 'How many worker processes serve requests. Default: one per CPU.' },
@@ -54,6 +54,8 @@ export const SCHEMA: readonly PropertyDef[] = [
   { name: 'api.https.key.password', type: 'secret', default: '', appliesWhen: httpsEnabled, doc: 'The password of api.https.key.file.' },
   { name: 'api.cors.origins', type: 'origin-list', doc: 'Comma-separated origins allowed by CORS (the browser extension origins): exact origins, and moz-extension://* for every Firefox installation (each has its own random origin). No other wildcard. Comment out to allow all origins.' },
   { name: 'api.keys.provisioning', type: 'enum', options: KEY_PROVISIONING, default: 'client', doc: "client: users' apps may store their own private key with PUT. admin: PUT is refused (405) and keys are provisioned by an administrator with --import." },
+  { name: 'api.keys.max.per.user', type: 'positive-integer', default: '10', doc: 'The most private keys one user may hold. A PUT or --import of a new fingerprint beyond it is refused (400); an update of a key the user already holds (a revocation, a new expiry) always gets through.' },
+  { name: 'api.keys.max.bytes.per.user', type: 'byte-count', default: '1048576', doc: "The most bytes of armored private keys one user may hold (1 MB by default). A new key, or an update that grows a key, past it is refused (400)." },
   { name: 'truststore.file', type: 'file', doc: 'PKCS#12 truststore with the CA certificates that verify the KMIP server. Comment out to use the system CAs.' },
   { name: 'truststore.password', type: 'secret', default: '', doc: 'The password of truststore.file.' },
   // Store

@@ -16,6 +16,7 @@ export const errorMiddleware: Middleware<EkmState> = async (ctx, next) => {
     let details: string;
     if (e instanceof EkmError) {
       ({ status, message, details } = e);
+      if (e.retryAfterSeconds !== undefined) ctx.set('Retry-After', String(e.retryAfterSeconds));
       if (status >= 500) ctx.state.logger.warn(message, { code: e.code, details, status });
       else if (e instanceof ClientAbortedError) ctx.state.logger.debug(message, { code: e.code });
     } else {

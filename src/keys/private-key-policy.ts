@@ -1,13 +1,11 @@
 import type * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../errors.js';
 import type { StoredKey } from '../stores/store.js';
+import { isSameMailbox, normalizeEmailAddress } from './email-address.js';
+import { checkKeyStructure } from './key-structure-check.js';
+import { keyVerificationPool } from './key-verification-pool.js';
 import { loadOpenpgp } from './load-openpgp.js';
 
-/** Smallest RSA modulus accepted, in bits. */
-export const MIN_RSA_BITS = 2048;
-/** Elliptic curves accepted (OpenPGP.js names). */
-const ACCEPTED_CURVES = new Set(['ed25519Legacy', 'curve25519Legacy', 'nistP256', 'nistP384', 'nistP521', 'brainpoolP256r1', 'brainpoolP384r1', 'brainpoolP512r1']);
-const ACCEPTED_ALGORITHMS = new Set(['rsaEncryptSign', 'rsaEncrypt', 'rsaSign', 'ecdsa', 'eddsaLegacy', 'ecdh', 'ed25519', 'x25519', 'ed448', 'x448']);
 /** Armored keys larger than this are refused before parsing. */
 const MAX_ARMORED_LENGTH = 256 * 1024;
 
@@ -22,9 +20,12 @@ export interface ClaimedKeyFacts {
  * Validates an armored private key submitted by `email` (SPEC.md, "What a stored private key must
  * be"): exactly one key, private, fully decrypted, a valid self-certified user id for that email,
  * not expired or revoked, and algorithms within policy. Returns the record to store, with the
- * public key derived here rather than trusted from the client.
+ * public key derived here rather than trusted from the client. The structure is checked here, in
+ * milliseconds; the signatures are verified in a verification thread under a deadline (the event
+ * loop never waits on key crypto).
  */
 export async function validatePrivateKey(armored: string, email: string, claimed: ClaimedKeyFacts = {}, now = new Date()): Promise<StoredKey> {
+  if (normalizeEmailAddress(email) !== email) throw new TypeError('validatePrivateKey needs an owner email normalised by keys/email-address.ts');
   if (armored.length > MAX_ARMORED_LENGTH) throw new KeyRejectedError('The private key is too large');
   if (!armored.includes('-----BEGIN PGP PRIVATE KEY BLOCK-----')) {
     if (armored.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
@@ -34,9 +35,47 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   }
   const blocks = armored.split('-----BEGIN PGP PRIVATE KEY BLOCK-----').length - 1;
   if (blocks > 1) throw new KeyRejectedError(`Exactly one private key is expected, found ${blocks} armored blocks`);
-  let keys: openpgp.PrivateKey[];
+  const pgp = await loadOpenpgp();
+  let binary: Uint8Array;
   try {
-    keys = await (await loadOpenpgp()).readPrivateKeys({ armoredKeys: armored });
+    const { type, data } = await pgp.unarmor(armored);
+    if (type !== pgp.enums.armor.privateKey || !(data instanceof Uint8Array)) throw new TypeError('not a private key block');
+    binary = data;
+  } catch {
+    throw new KeyRejectedError('Not a valid OpenPGP private key');
+  }
+  const key = await keyVerificationPool.verify(await checkKeyStructure(binary), email, now);
+
+  const { fingerprint } = key;
+  if (claimed.fingerprint !== undefined && claimed.fingerprint.replace(/\s/g, '').toUpperCase() !== fingerprint) {
+    throw new KeyRejectedError('The fingerprint sent does not match the private key');
+  }
+  if (claimed.longid !== undefined && claimed.longid.toUpperCase() !== fingerprint.slice(-16)) {
+    throw new KeyRejectedError('The longid sent does not match the private key');
+  }
+  if (claimed.publicKey !== undefined) {
+    let sent: openpgp.Key;
+    try {
+      sent = await pgp.readKey({ armoredKey: claimed.publicKey });
+    } catch {
+      throw new KeyRejectedError('The public key sent is not a valid OpenPGP key');
+    }
+    if (sent.getFingerprint().toUpperCase() !== fingerprint) {
+      throw new KeyRejectedError('The public key sent does not match the private key');
+    }
+  }
+  return key;
+}
+
+/**
+ * The cryptographic half of validatePrivateKey, run in a verification thread on a key that passed
+ * checkKeyStructure: the self-signatures, expiry and revocation of the primary key and of the
+ * user id for `email`. Returns the record to store.
+ */
+export async function verifyPrivateKey(binary: Uint8Array, email: string, now: Date): Promise<StoredKey> {
+  let keys: openpgp.Key[];
+  try {
+    keys = await (await loadOpenpgp()).readKeys({ binaryKeys: binary });
   } catch {
     throw new KeyRejectedError('Not a valid OpenPGP private key');
   }
@@ -59,34 +98,18 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   const expiration = await key.getExpirationTime();
   if (expiration instanceof Date && expiration.getTime() <= now.getTime()) throw new KeyRejectedError('The key has expired');
   await requireUserId(key, email, now);
-  for (const k of [key, ...key.getSubkeys()]) requirePolicy(k.getAlgorithmInfo());
-
-  const fingerprint = key.getFingerprint().toUpperCase();
-  const publicKey = key.toPublic();
-  if (claimed.fingerprint !== undefined && claimed.fingerprint.replace(/\s/g, '').toUpperCase() !== fingerprint) {
-    throw new KeyRejectedError('The fingerprint sent does not match the private key');
-  }
-  if (claimed.longid !== undefined && claimed.longid.toUpperCase() !== fingerprint.slice(-16)) {
-    throw new KeyRejectedError('The longid sent does not match the private key');
-  }
-  if (claimed.publicKey !== undefined) {
-    let sent: openpgp.Key;
-    try {
-      sent = await (await loadOpenpgp()).readKey({ armoredKey: claimed.publicKey });
-    } catch {
-      throw new KeyRejectedError('The public key sent is not a valid OpenPGP key');
-    }
-    if (sent.getFingerprint().toUpperCase() !== fingerprint) {
-      throw new KeyRejectedError('The public key sent does not match the private key');
-    }
-  }
-  return { email, fingerprint, privateKey: key.armor(), publicKey: publicKey.armor() };
+  return { email, fingerprint: key.getFingerprint().toUpperCase(), privateKey: key.armor(), publicKey: key.toPublic().armor() };
 }
 
+/**
+ * A user id is the owner's only when its email names the owner's mailbox under the one email rule
+ * (a Kelvin-sign or fullwidth lookalike of kate@example.com is not Kate's); other user ids stay on
+ * the key as they are.
+ */
 async function requireUserId(key: openpgp.PrivateKey, email: string, now: Date): Promise<void> {
-  const matching = key.users.filter((u) => u.userID?.email.toLowerCase() === email);
+  const matching = key.users.filter((u) => isSameMailbox(u.userID?.email, email));
   if (matching.length === 0) {
-    throw new KeyRejectedError(`The key has no user id for ${email}`, 'The key must carry a user id with the email you are signed in with');
+    throw new KeyRejectedError(`The key has no user id for ${email}`, 'The key must carry a user id with the email you are signed in with, in ASCII (a lookalike character such as U+212A KELVIN SIGN does not count)');
   }
   for (const user of matching) {
     try {
@@ -97,17 +120,4 @@ async function requireUserId(key: openpgp.PrivateKey, email: string, now: Date):
     }
   }
   throw new KeyRejectedError(`The user id for ${email} is not validly self-certified, or is revoked or expired`);
-}
-
-function requirePolicy(info: openpgp.AlgorithmInfo): void {
-  const algorithm = String(info.algorithm);
-  if (!ACCEPTED_ALGORITHMS.has(algorithm)) {
-    throw new KeyRejectedError(`Key algorithm ${algorithm} is not accepted`, 'Use RSA of at least 2048 bits or a modern elliptic curve');
-  }
-  if (algorithm.startsWith('rsa') && (info.bits ?? 0) < MIN_RSA_BITS) {
-    throw new KeyRejectedError(`RSA keys must have at least ${MIN_RSA_BITS} bits, this one has ${info.bits ?? 0}`);
-  }
-  if (info.curve !== undefined && !ACCEPTED_CURVES.has(String(info.curve))) {
-    throw new KeyRejectedError(`Elliptic curve ${String(info.curve)} is not accepted`);
-  }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { lowercaseAscii } from './email-address.js';
 
 /** The z-base-32 alphabet (https://philzimmermann.com/docs/human-oriented-base-32-encoding.txt). */
 const Z_BASE_32 = 'ybndrfg8ejkmcpqxot1uwisza345h769';
@@ -29,15 +30,13 @@ export const WKD_HASH_PATTERN = /^[ybndrfg8ejkmcpqxot1uwisza345h769]{32}$/;
  * (the draft's reference implementation) does it: `Ü` stays `Ü`.
  */
 export function wkdHash(localPart: string): string {
-  const lowered = localPart.replace(/[A-Z]/g, (c) => c.toLowerCase());
-  return zBase32(createHash('sha1').update(lowered, 'utf8').digest());
+  return zBase32(createHash('sha1').update(lowercaseAscii(localPart), 'utf8').digest());
 }
 
 /**
- * Whether `hash` is the WKD hash of `localPart`. Besides GnuPG's ASCII lowercasing this accepts the
- * full Unicode lowercasing (`toLowerCase()`), which JavaScript clients compute for non-ASCII
- * local parts; both name the same mailbox in the store, whose emails are Unicode-lowercased.
+ * Whether `hash` is the WKD hash of `localPart`, ASCII-lowercased only: the one email rule
+ * (email-address.ts) lowercases nothing else, so no Unicode-lowercased hash names a mailbox.
  */
 export function isWkdHashOf(hash: string, localPart: string): boolean {
-  return hash === wkdHash(localPart) || hash === zBase32(createHash('sha1').update(localPart.toLowerCase(), 'utf8').digest());
+  return hash === wkdHash(localPart);
 }

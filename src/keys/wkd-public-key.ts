@@ -1,3 +1,4 @@
+import { isSameMailbox } from './email-address.js';
 import { loadOpenpgp } from './load-openpgp.js';
 
 /**
@@ -11,7 +12,7 @@ import { loadOpenpgp } from './load-openpgp.js';
 export async function wkdPublicKey(armoredPublicKey: string, email: string): Promise<Uint8Array | undefined> {
   const key = await (await loadOpenpgp()).readKey({ armoredKey: armoredPublicKey });
   const publicKey = key.isPrivate() ? key.toPublic() : key;
-  const matching = publicKey.users.filter((u) => u.userID?.email.toLowerCase() === email);
+  const matching = publicKey.users.filter((u) => isSameMailbox(u.userID?.email, email));
   if (matching.length === 0) return undefined;
   publicKey.users = matching;
   return publicKey.write();

@@ -1,3 +1,4 @@
+import { displayEmail, normalizeEmailAddress } from '../keys/email-address.js';
 import type { UpsertResult } from '../stores/store.js';
 import type { Logger } from './logger.js';
 
@@ -50,7 +51,8 @@ export function audit(logger: Logger, record: AuditRecord): void {
     status,
     code: record.code,
     change: record.change,
-    email: record.email?.toLowerCase(),
+    // Under the one email rule, else escaped as given: Unicode lowercasing made a lookalike's email its victim's.
+    email: record.email === undefined ? undefined : (normalizeEmailAddress(record.email) ?? displayEmail(record.email)),
     fingerprints: record.fingerprints.map((fp) => {
       const hex = fp.replace(/\s/g, '').toUpperCase();
       return FINGERPRINT.test(hex) ? hex : '[not a fingerprint]';

@@ -3,9 +3,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, FingerprintConflictError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, StoreUnavailableError } from '../errors.js';
 import { keyIdsOf } from '../keys/key-ids.js';
 import type { Logger } from '../logging/logger.js';
+import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /** The database file inside `store.db.folder`. */
@@ -276,7 +277,7 @@ class EncryptedDbStore implements Store {
     });
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     // This connection's own commits do not change data_version: forget what it read.
     this.recent.clear();
     const owner = this.hash('email', key.email);
@@ -291,6 +292,9 @@ class EncryptedDbStore implements Store {
             const old = this.decrypt(existing);
             if (old.privateKey === key.privateKey && old.publicKey === key.publicKey) return 'unchanged';
           }
+          // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
+          // sharing the file or --import can add a key between this count and the insert.
+          if (limits !== undefined) checkOwnerKeyLimits((this.statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
           // The triggers queue the row and drop its old ids; its new ids go in with it.
@@ -401,7 +405,8 @@ class EncryptedDbStore implements Store {
     try {
       return op();
     } catch (e) {
-      if (e instanceof StoreUnavailableError || e instanceof FingerprintConflictError) throw e;
+      // Errors with an answer of their own (503, 409, the per-user limits' 400) pass as they are.
+      if (e instanceof EkmError) throw e;
       throw new StoreUnavailableError(`Database error: ${describeSqliteError(e)}`, { cause: e });
     }
   }

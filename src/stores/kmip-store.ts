@@ -10,6 +10,7 @@ import { KmipOperationError, KmipUnavailableError } from './kmip/kmip-errors.js'
 import { child, destroy, get, getAttributes, locate, objectTypeAttribute, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData, type BatchItemResult } from './kmip/kmip-messages.js';
 import { keyIdsOf } from '../keys/key-ids.js';
 import { decodeRecord, encodeRecord, FINGERPRINT_NAME_PREFIX, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
+import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /** Objects fetched per batch: PyKMIP answers at most 1 MB per message, a record is 4-10 KB. */
@@ -53,11 +54,18 @@ export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependen
  *
  * KMIP 1.0 has no conditional create either: two different users uploading the same fingerprint in
  * the same instant can both succeed; the next upsert of that fingerprint by either sees the
- * conflict (409).
+ * conflict (409). For the same reason the per-user limits are a check before the Register, not one
+ * step with it: concurrent upserts of new fingerprints by one user (on several workers or hosts)
+ * may each pass it. Within one process the upserts of one owner run one after another (ownerWrites),
+ * so an owner can exceed api.keys.max.per.user by at most the number of processes writing at once
+ * less one (the workers of every host, plus an --import), however many PUTs a client sends at once,
+ * and the byte budget by as many keys.
  */
 class KmipStore implements Store {
   readonly type = 'KmipStore';
   private indexKey: Promise<IndexKey> | undefined;
+  /** The last upsert of each owner in flight in this process; the next one waits for it. */
+  private readonly ownerWrites = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly client: KmipClient,
@@ -97,7 +105,18 @@ class KmipStore implements Store {
     });
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    const before = this.ownerWrites.get(key.email) ?? Promise.resolve();
+    const mine = before.then(() => this.upsertNow(key, limits), () => this.upsertNow(key, limits));
+    this.ownerWrites.set(key.email, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.ownerWrites.get(key.email) === mine) this.ownerWrites.delete(key.email);
+    }
+  }
+
+  private async upsertNow(key: StoredKey, limits: OwnerKeyLimits | undefined): Promise<UpsertResult> {
     const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     return this.run(async () => {
       const tags = await this.tags();
@@ -113,6 +132,7 @@ class KmipStore implements Store {
         await this.destroyQuietly(existing.filter((r) => r !== latest).map((r) => r.id));
         return 'unchanged';
       }
+      if (limits !== undefined && !unchanged) checkOwnerKeyLimits(await this.listByEmail(key.email), key, limits);
       const written = nextOrder();
       const created = existing.length === 0 ? written : Math.min(...existing.map((r) => r.record.created));
       const material = encodeRecord({ key, created, written });

@@ -5,6 +5,7 @@ import { keyIdsOf } from '../keys/key-ids.js';
 import type { EngineChannel } from './pkcs11/engine-protocol.js';
 import { HostChannel } from './pkcs11/host-channel.js';
 import { Pkcs11Engine } from './pkcs11/pkcs11-engine.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
 /**
@@ -47,10 +48,11 @@ export class Pkcs11Store implements Store {
     return this.engine().call({ op: 'listByKeyId', id });
   }
 
-  async upsert(key: StoredKey): Promise<UpsertResult> {
+  async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     // Only the four fields cross the boundary, whatever else the caller's object carries.
-    return this.engine().call({ op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey }, keyIds });
+    const request = { op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey }, keyIds } as const;
+    return this.engine().call(limits === undefined ? request : { ...request, limits: { maxKeys: limits.maxKeys, maxBytes: limits.maxBytes } });
   }
 
   async delete(email: string, fingerprint: string): Promise<boolean> {

@@ -1,8 +1,9 @@
 import type { Logger } from '../logging/logger.js';
+import type { OwnerKeyLimits } from './owner-key-limits.js';
 
 /** One stored private key, as it leaves and enters a store (decrypted; never logged). */
 export interface StoredKey {
-  /** The owner's email, lowercased. */
+  /** The owner's email, normalised by keys/email-address.ts. */
   readonly email: string;
   /** OpenPGP v4/v6 fingerprint, uppercase hex. */
   readonly fingerprint: string;
@@ -26,7 +27,7 @@ export interface Store {
   readonly type: string;
   /** One real round trip to the backend (a LOCATE or equivalent); resolves when it succeeded. */
   probe(): Promise<void>;
-  /** The keys stored for this email (lowercased by the caller), in insertion order. */
+  /** The keys stored for this email (normalised by the caller: keys/email-address.ts), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
    * The keys answering to this key id (uppercase hex, see src/keys/key-ids.ts): a fingerprint, or
@@ -35,9 +36,12 @@ export interface Store {
   listByKeyId(id: string): Promise<StoredKey[]>;
   /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.
-   * Throws FingerprintConflictError when the fingerprint belongs to another email.
+   * Throws FingerprintConflictError when the fingerprint belongs to another email, KeyLimitError
+   * when `limits` are given and the owner would go past them (checkOwnerKeyLimits). Where the
+   * backend allows, the check and the write are one step, so that concurrent writers cannot
+   * together go past the limits; each store says how far that holds.
    */
-  upsert(key: StoredKey): Promise<UpsertResult>;
+  upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult>;
   /** Deletes the key of this email and fingerprint; false when there was none. */
   delete(email: string, fingerprint: string): Promise<boolean>;
   /** Every stored key, for export. */

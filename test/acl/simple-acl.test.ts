@@ -47,4 +47,12 @@ describe('SimpleAcl', () => {
     assertForbidden(acl, user('alice@example.com'), 'carol@example.org', /only access your own/);
     assertForbidden(acl, user('dora@alias.example', 'example.com'), 'alice@example.com', /only access your own/);
   });
+
+  it('never lets a lookalike of an email stand for it, on either side (the one email rule)', () => {
+    const acl = new SimpleAcl(undefined);
+    for (const lookalike of ['\u212Aate@example.com', '\uFF4Bate@example.com', 'kate\u0130@example.com', 'kate\0@example.com', 'kate\x1b@example.com', '"kate"@example.com']) {
+      assertForbidden(acl, user('kate@example.com'), lookalike, /only access your own/);
+      assertForbidden(acl, user(lookalike), lookalike, /only access your own/);
+    }
+  });
 });

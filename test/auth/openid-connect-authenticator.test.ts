@@ -105,4 +105,46 @@ describe('OpenIdConnectAuthenticator against the test IdP', () => {
     assert.ok(Date.now() - started >= REFETCH_INTERVAL_MS - 50, `answered after ${Date.now() - started} ms, before the interval was over`);
     assert.equal(idp.jwksRequests - fetchesBefore, 2, 'one refetch after the interval, shared by every waiting token');
   });
+
+  describe('the email of a validly signed token, under the one email rule', () => {
+    const bearer = async (claims: Record<string, unknown>) => `Bearer ${await idp.mint({ email_verified: true, ...claims })}`;
+
+    it('lowercases the email and hd in ASCII only', async () => {
+      assert.deepEqual(await authenticator().authenticate(await bearer({ email: 'Kate@Example.COM', hd: 'Example.COM' })), { email: 'kate@example.com', hostedDomain: 'example.com' });
+    });
+
+    const HOSTILE: [string, string, RegExp][] = [
+      ['U+212A KELVIN SIGN', '\u212Aate@example.com', /U\+212A/],
+      ['U+0130', '\u0130da@example.com', /U\+0130/],
+      ['a fullwidth k', '\uFF4Bate@example.com', /U\+FF4B/],
+      ['ESC', 'kate\x1b[2J@example.com', /control character U\+001B/],
+      ['NUL', 'kate\0@example.com', /control character U\+0000/],
+      ['a quote', 'kate"@example.com', /U\+0022/],
+      ['two @', 'kate@evil.example@example.com', /more than one @/],
+    ];
+    for (const [name, email, reason] of HOSTILE) {
+      it(`refuses an email with ${name}: 401 ERR_TOKEN_EMAIL, echoing neither the token nor the email`, async () => {
+        const authorization = await bearer({ email });
+        await assert.rejects(authenticator().authenticate(authorization), (e: unknown) => {
+          assert.ok(e instanceof AuthenticationError, String(e));
+          assert.equal(e.status, 401);
+          assert.equal(e.code, 'ERR_TOKEN_EMAIL');
+          assert.match(e.message, /^The email in the ID token cannot be used here: it /);
+          assert.match(e.message, reason);
+          const text = `${e.message} ${e.details}`;
+          assert.equal(/[^\x20-\x7e]/.test(text), false, 'printable ASCII only');
+          assert.equal(text.includes(authorization.slice(7, 40)), false, 'the token is not echoed');
+          assert.equal(text.includes('kate'), false, 'the email is not echoed');
+          return true;
+        });
+      });
+    }
+
+    it('refuses a hosted domain (hd) that is not a domain name, and still names a missing email', async () => {
+      const auth = authenticator();
+      assert.equal(await refusalCode(auth, (await bearer({ email: 'kate@example.com', hd: '\u212Aexample.com' })).slice(7), 'hd'), 'ERR_TOKEN_HOSTED_DOMAIN');
+      assert.equal(await refusalCode(auth, (await bearer({ email: '' })).slice(7), 'empty email'), 'ERR_TOKEN_NO_EMAIL');
+      assert.equal(await refusalCode(auth, (await bearer({ email: 42 })).slice(7), 'email not a string'), 'ERR_TOKEN_NO_EMAIL');
+    });
+  });
 });

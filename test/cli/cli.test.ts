@@ -5,7 +5,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import * as openpgp from 'openpgp';
+import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { MemoryLogger } from '../support/memory-logger.js';
+import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
 import { freePort } from '../support/processes.js';
 import { TestPki } from '../support/test-pki.js';
 
@@ -57,6 +61,38 @@ describe('command line', () => {
       at = found;
     }
     assert.match(r.output, /round trip latency: \d+(\.\d)?ms/);
+  });
+
+  it('warns about stored keys the email rule would not file under their owner, escaped, and still exits 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
+    const store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'data'), encryptionKey: 'cli passphrase 9d8e' }, { logger: new MemoryLogger() });
+    const kate = await makePrivateKeyWithUserIds(['Kate <kate@example.com>']);
+    const lookalike = await makePrivateKeyWithUserIds(['Kate <\u212Aate@example.com>']);
+    const record = async (email: string, key: { armored: string; fingerprint: string }) => {
+      const publicKey = (await openpgp.readPrivateKey({ armoredKey: key.armored })).toPublic().armor();
+      // Straight into the store, as the old rule let such records in: no policy on this path.
+      await store.upsert({ email, fingerprint: key.fingerprint, privateKey: key.armored, publicKey });
+    };
+    await record('kate@example.com', kate);
+    await record('kate@example.com', lookalike);
+    const fullwidth = await makePrivateKeyWithUserIds(['K <\uFF4Bate@example.com>']);
+    await record('\uFF4Bate@example.com', fullwidth);
+    const escape = await makePrivateKeyWithUserIds(['K <kate\x1b[2J@example.com>']);
+    await record('kate\x1b[2J@example.com', escape);
+    await store.close();
+
+    const r = await runEkm([`--config=${writeProperties(dir, properties(dir))}`, '--test-store-connection']);
+    assert.equal(r.code, 0, r.output);
+    // The log lines are JSON: the messages as an operator reads them.
+    const messages = r.output.trim().split('\n').map((line) => (JSON.parse(line) as { message: string }).message).join('\n');
+    assert.match(messages, /3 of 4 stored keys were stored before the email rule and do not pass it/);
+    assert.match(messages, new RegExp(`key ${lookalike.fingerprint} of kate@example\\.com: no user id of the key names the owner in ASCII`));
+    assert.match(messages, new RegExp(`key ${fullwidth.fingerprint} of \\\\uFF4Bate@example\\.com: the owner email contains the character U\\+FF4B`));
+    assert.match(messages, new RegExp(`key ${escape.fingerprint} of kate\\\\u001B\\[2J@example\\.com: the owner email contains the control character U\\+001B`));
+    assert.equal(r.output.includes(kate.fingerprint), false, "Kate's own key passes");
+    assert.match(r.output, /success/);
+    assert.equal(/[\u0000-\u0008\u000b-\u001f\u007f\uff4b]/.test(messages), false, 'no raw control character or lookalike printed');
+    assert.equal(/PRIVATE KEY|PUBLIC KEY/.test(r.output), false, 'no key material');
   });
 
   it('fails the store test with exit 1 on a wrong passphrase, without printing it', async () => {

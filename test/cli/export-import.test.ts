@@ -17,7 +17,7 @@ import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../support/pykmip-server.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
-import { makePrivateKey } from '../support/openpgp-keys.js';
+import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const COMMON = {
@@ -244,6 +244,58 @@ describe('--export and --import', () => {
     for (const k of [good, expired, outsider, encrypted, other]) assert.equal(run.output.includes(k.armored.slice(100, 160)), false);
     const stored = await contents(target);
     assert.deepEqual(stored.map((k) => k.email).sort(), ['dave@a.test', 'gina@a.test']);
+  });
+
+  it("refuses owners the email rule refuses and keys that only name a lookalike of their owner, showing them escaped", async () => {
+    const lookalike = await makePrivateKeyWithUserIds(['Kate <\u212Aate@a.test>']);
+    const file = join(root, 'lookalikes.json');
+    writeFileSync(file, JSON.stringify({
+      format: 'flowcrypt-ekm-keys',
+      version: 1,
+      keys: [
+        { email: '\u212Aate@a.test', privateKey: lookalike.armored },
+        { email: 'kate\x1b[2J@a.test', privateKey: lookalike.armored },
+        { email: 'kate@a.test', privateKey: lookalike.armored },
+      ],
+    }));
+    const target = newConfig(root, 'lookalike-target', encryptedDbStore(join(root, 'lookalike-target')));
+    const run = await runEkm([`--config=${target}`, `--import=${file}`]);
+    assert.equal(run.code, 1, run.output);
+    assert.match(run.output, /Imported 3 keys in .*: 0 added, 0 updated, 0 unchanged, 3 refused/);
+    assert.match(run.output, /refused: key #1 \\u212Aate@a\.test .*the email cannot be an identity: it contains the character U\+212A/);
+    assert.match(run.output, /refused: key #2 kate\\u001B\[2J@a\.test .*control character U\+001B/);
+    assert.match(run.output, /refused: key #3 kate@a\.test .*no user id for kate@a\.test/);
+    assert.equal(/[\u0000-\u0008\u000b-\u001f\u007f\u212a]/.test(run.output), false, 'no raw control character or lookalike printed');
+    assert.deepEqual(await contents(target), []);
+  });
+
+  it('holds each user to the per-user limits, refusing the excess with its line and still updating held keys', async () => {
+    const ivy = await Promise.all([0, 1, 2].map(() => makePrivateKey('ivy@a.test')));
+    const big = await makePrivateKey(['jack@a.test', ...Array.from({ length: 12 }, (_, i) => `jack.alias${i}@a.test`)], { type: 'rsa', rsaBits: 2048 });
+    const small = await makePrivateKey('jack@a.test');
+    const target = newConfig(root, 'limits-target', encryptedDbStore(join(root, 'limits-target')), {
+      'api.keys.max.per.user': '2',
+      // Room for the big key but not for the small one beside it.
+      'api.keys.max.bytes.per.user': String(Buffer.byteLength(big.armored) + 100),
+    });
+    const write = (name: string, keys: { email: string; privateKey: string }[]) => {
+      const file = join(root, name);
+      writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys }));
+      return file;
+    };
+    const first = await runEkm([`--config=${target}`, `--import=${write('limits.json', [...ivy.map((k) => ({ email: 'ivy@a.test', privateKey: k.armored })), { email: 'jack@a.test', privateKey: big.armored }, { email: 'jack@a.test', privateKey: small.armored }])}`]);
+    assert.equal(first.code, 1, first.output);
+    assert.match(first.output, /Imported 5 keys in .*: 3 added, 0 updated, 0 unchanged, 2 refused/);
+    assert.match(first.output, new RegExp(`refused: key #3 ivy@a\\.test ${ivy[2]!.fingerprint}: at most 2 keys per user: ask your administrator to remove old ones`));
+    assert.match(first.output, /refused: key #5 jack@a\.test .*: at most \d+ bytes of keys per user: ask your administrator to remove old ones/);
+    // A held key still gets its update (a new expiry) at the limit.
+    const renewed = await withNewExpiry(ivy[0]!.armored, 'ivy@a.test');
+    const second = await runEkm([`--config=${target}`, `--import=${write('limits-update.json', [{ email: 'ivy@a.test', privateKey: renewed }])}`]);
+    assert.equal(second.code, 0, second.output);
+    assert.match(second.output, /1 updated/);
+    const stored = await contents(target);
+    assert.deepEqual(stored.filter((k) => k.email === 'ivy@a.test').map((k) => k.fingerprint).sort(), [ivy[0]!.fingerprint, ivy[1]!.fingerprint].sort());
+    assert.deepEqual(stored.filter((k) => k.email === 'jack@a.test').map((k) => k.fingerprint), [big.fingerprint]);
   });
 
   it('shows progress on a terminal, and only the summary elsewhere', async () => {

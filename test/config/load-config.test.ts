@@ -70,6 +70,7 @@ describe('config validation', () => {
     assert.equal(config.api.https, undefined);
     assert.equal(config.api.corsOrigins, undefined);
     assert.equal(config.api.keyProvisioning, 'client');
+    assert.deepEqual(config.api.keyLimits, { maxKeys: 10, maxBytes: 1048576 });
     assert.deepEqual(config.logger.types, ['StdoutLogger']);
     assert.equal(config.logger.level, 'info');
     assert.deepEqual(config.store, { type: 'EncryptedDbStore', folder: '/etc/ekm/data', encryptionKey: 'passphrase' });
@@ -80,7 +81,9 @@ describe('config validation', () => {
     const config = parse({
       'api.port': '443', 'api.workers': '3', 'api.cors.origins': 'chrome-extension://x, moz-extension://y',
       'logger.default.level': 'FINE', 'org.domains': 'Example.com,example.org', 'api.keys.provisioning': 'admin',
+      'api.keys.max.per.user': '3', 'api.keys.max.bytes.per.user': '65536',
     });
+    assert.deepEqual(config.api.keyLimits, { maxKeys: 3, maxBytes: 65536 });
     assert.equal(config.api.port, 443);
     assert.equal(config.api.workers, 3);
     assert.deepEqual(config.api.corsOrigins, ['chrome-extension://x', 'moz-extension://y']);
@@ -108,12 +111,23 @@ describe('config validation', () => {
     refused({ 'logger.types': 'SplunkHttpLogger' }, "Property 'logger.splunk.url' not found in /etc/ekm/test.properties");
   });
 
+  it('refuses org.domains that the email rule would not accept as a domain (lookalikes, ports, Unicode)', () => {
+    refused({ 'org.domains': 'example.com,\u212Aelvin.test' }, /^\[\u212Aelvin.test\] is not a valid option for property \[org.domains\]; expected domain names/);
+    refused({ 'org.domains': 'example.com:443' }, /\[example.com:443\] is not a valid option for property \[org.domains\]/);
+    refused({ 'org.domains': 'b\u00FCcher.example' }, /IDNs in their xn-- form/);
+    assert.deepEqual(parse({ 'org.domains': 'xn--bcher-kva.Example' }).org.domains, ['xn--bcher-kva.example']);
+  });
+
   it('refuses numbers that are not numbers', () => {
     refused({ 'api.port': 'abc' }, '[abc] is not a valid option for property [api.port]; expected a port number from 1 to 65535');
     refused({ 'api.port': '70000' }, /api\.port/);
     refused({ 'api.port': '80 ' + 'x' }, /api\.port/);
     refused({ 'api.workers': '0' }, /\[0\] is not a valid option for property \[api.workers\]/);
     refused({ 'api.workers': '2.5' }, /api\.workers/);
+    refused({ 'api.keys.max.bytes.per.user': '1MB' }, '[1MB] is not a valid option for property [api.keys.max.bytes.per.user]; expected a number of bytes from 1024 to 1073741824');
+    refused({ 'api.keys.max.bytes.per.user': '1023' }, /api\.keys\.max\.bytes\.per\.user/);
+    refused({ 'api.keys.max.bytes.per.user': '1073741825' }, /api\.keys\.max\.bytes\.per\.user/);
+    refused({ 'api.keys.max.per.user': '0' }, /api\.keys\.max\.per\.user/);
     refused({ 'auth.openid.issuer': 'accounts.google.com' }, /expected an http\(s\) URL/);
     refused({ 'auth.openid.audience': 'a,,b' }, /no empty item/);
   });

@@ -177,6 +177,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     }
     assert.deepEqual((await call('/v1/keys/public/nobody@example.com')).json, { publicKeys: [] });
     assertError(await call('/v1/keys/public/not-an-email'), 400);
+    assertError(await call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
     // Browser releases of 2020-03 to 2021-07 look recipients up by fingerprint and long key id.
     const byEmail = (await call('/v1/keys/public/alice@example.com')).json;
     for (const path of [`/keys/public/${alice.fingerprint.toLowerCase()}`, `/keys/public/${alice.fingerprint.slice(-16)}`, `/v1/keys/public/${alice.fingerprint}`]) {
@@ -229,6 +230,12 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       'tampered payload': `${header}.${enc({ ...claims, email: 'bob@example.com' })}.${signature}`,
       'no email': await mint({ email_verified: true }),
       'unverified email': await mint({ email: 'alice@example.com', email_verified: false }),
+      // Validly signed, but the email is a lookalike or a break-out (the one email rule, keys/email-address.ts).
+      'email with U+212A KELVIN SIGN': await mint({ email: '\u212Aate@example.com', email_verified: true }),
+      'email with a fullwidth a': await mint({ email: '\uFF41lice@example.com', email_verified: true }),
+      'email with ESC': await mint({ email: 'alice\x1b@example.com', email_verified: true }),
+      'email with NUL': await mint({ email: 'alice\0@example.com', email_verified: true }),
+      'email with a quote': await mint({ email: '"alice"@example.com', email_verified: true }),
       garbage: 'not-a-token',
     };
     for (const [name, token] of Object.entries(hostile)) {
@@ -246,6 +253,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assertError(await call('/v1/keys/private', { headers: auth(hostile['wrong audience']!) }), 401, /audience/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unknown signing key']!) }), 401, /unknown signing key/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unverified email']!) }), 401, /not verified/);
+    assertError(await call('/v1/keys/private', { headers: auth(hostile['email with U+212A KELVIN SIGN']!) }), 401, /email in the ID token cannot be used here: it contains the character U\+212A/);
   });
 
   it('refuses every bad body with a 4xx in the error format, never a 5xx', async () => {

@@ -3,7 +3,7 @@ import { before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../../src/errors.js';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
-import { makePrivateKey, twoKeysInOneArmor } from '../support/openpgp-keys.js';
+import { makePrivateKey, makePrivateKeyWithUserIds, twoKeysInOneArmor } from '../support/openpgp-keys.js';
 
 const rejected = (promise: Promise<unknown>, message: RegExp) =>
   assert.rejects(promise, (e: unknown) => {
@@ -60,5 +60,37 @@ describe('private key policy', () => {
     await rejected(validatePrivateKey(alice.armored, 'alice@example.com', { longid: bob.fingerprint.slice(-16) }), /longid sent does not match/);
     await rejected(validatePrivateKey(alice.armored, 'alice@example.com', { publicKey: bob.publicKey }), /public key sent does not match/);
   });
-});
 
+  describe('user ids under the one email rule', () => {
+    const LOOKALIKES: [string, string][] = [
+      ['U+212A KELVIN SIGN', '\u212Aate@example.com'],
+      ['U+0130', 'kate\u0130@example.com'],
+      ['a fullwidth k', '\uFF4Bate@example.com'],
+      ['ESC', 'kate\x1b@example.com'],
+      ['NUL', 'kate\0@example.com'],
+      ['a quote', '"kate"@example.com'],
+    ];
+
+    for (const [name, email] of LOOKALIKES) {
+      it(`does not count a user id with ${name} as kate@example.com's`, async () => {
+        const key = await makePrivateKeyWithUserIds([`Kate <${email}>`]);
+        const users = (await openpgp.readPrivateKey({ armoredKey: key.armored })).users.map((u) => u.userID?.email);
+        assert.deepEqual(users, [email], 'OpenPGP.js reads the user id as written');
+        await rejected(validatePrivateKey(key.armored, 'kate@example.com'), /^The key has no user id for kate@example.com$/);
+      });
+    }
+
+    it("accepts a key with the owner's user id, keeping its other user ids as they are", async () => {
+      const key = await makePrivateKeyWithUserIds(['Kate <\u212Aate@example.com>', 'Kate <Kate@Example.com>', 'K <kate\x1b@example.com>']);
+      const stored = await validatePrivateKey(key.armored, 'kate@example.com');
+      assert.equal(stored.fingerprint, key.fingerprint);
+      const pub = await openpgp.readKey({ armoredKey: stored.publicKey });
+      assert.deepEqual(pub.getUserIDs(), ['Kate <\u212Aate@example.com>', 'Kate <Kate@Example.com>', 'K <kate\x1b@example.com>']);
+    });
+
+    it('refuses to be asked for an owner that is not a normalised email (a programming error)', async () => {
+      await assert.rejects(validatePrivateKey(alice.armored, 'Alice@Example.com'), TypeError);
+      await assert.rejects(validatePrivateKey(alice.armored, '\u212Aate@example.com'), TypeError);
+    });
+  });
+});

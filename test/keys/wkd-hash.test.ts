@@ -35,8 +35,10 @@ describe('WKD hash', () => {
     });
   });
 
-  it('accepts the Unicode-lowercased hash of JavaScript clients, and nothing else', () => {
-    assert.ok(isWkdHashOf(wkdHash('ünïcode'), 'Ünïcode'));
+  it('accepts the ASCII-lowercased hash only: a Unicode-lowercased one names no mailbox', () => {
+    assert.ok(isWkdHashOf(wkdHash('kate'), 'Kate'));
+    assert.ok(!isWkdHashOf(wkdHash('kate'), '\u212Aate'), 'U+212A KELVIN SIGN lowercases to k in Unicode only');
+    assert.ok(!isWkdHashOf(wkdHash('ünïcode'), 'Ünïcode'));
     assert.ok(!isWkdHashOf(wkdHash('bob'), 'alice'));
   });
 });

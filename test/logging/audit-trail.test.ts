@@ -47,4 +47,12 @@ describe('audit trail', () => {
     assert.deepEqual(logger.entries[2]?.fields['fingerprints'], ['[not a fingerprint]']);
     assert.ok(!JSON.stringify(logger.entries).includes('BEGIN PGP'));
   });
+
+  it("never writes a lookalike's email as its victim's: refused emails are escaped as given", () => {
+    const logger = new MemoryLogger();
+    const base = { clientAddress: '::1', userAgent: undefined, event: 'private-key.import', fingerprints: [], status: 400 } as const;
+    audit(logger, { ...base, email: '\u212Aate@example.com' });
+    audit(logger, { ...base, email: 'kate\x1b[2J@example.com' });
+    assert.deepEqual(logger.entries.map((e) => e.fields['email']), ['\\u212Aate@example.com', 'kate\\u001B[2J@example.com']);
+  });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { FingerprintConflictError } from '../../src/errors.js';
+import { FingerprintConflictError, KeyLimitError } from '../../src/errors.js';
 import { loadOpenpgp } from '../../src/keys/load-openpgp.js';
 import type { Store, StoredKey } from '../../src/stores/store.js';
 
@@ -84,7 +84,7 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       let real: StoredKey;
       let ids: { primaryLongId: string; subkeyFingerprint: string; subkeyLongId: string };
       before(async () => {
-        ({ key: real, ...ids } = await makeRealKey(email('frank')));
+        ({ key: real, ...ids } = await makeRealKey(email('kate')));
       });
 
       it('finds a key by fingerprint and by the long id of its primary key and of its subkey, in any case', async () => {
@@ -93,7 +93,7 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
           assert.deepEqual(await store.listByKeyId(id), [real], id);
         }
         // A public key that does not parse still answers to its fingerprint and its long id.
-        const fake = makeKey(email('frank'));
+        const fake = makeKey(email('kate'));
         assert.equal(await store.upsert(fake), 'added');
         assert.deepEqual(await store.listByKeyId(fake.fingerprint), [fake]);
         assert.deepEqual(await store.listByKeyId(fake.fingerprint.slice(-16)), [fake]);
@@ -117,8 +117,8 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       });
 
       it("drops a replaced key's subkey ids when the new version lacks that subkey", async () => {
-        const first = await makeRealKey(email('gina'));
-        const other = await makeRealKey(email('gina'));
+        const first = await makeRealKey(email('lena'));
+        const other = await makeRealKey(email('lena'));
         assert.equal(await store.upsert(first.key), 'added');
         // The same fingerprint with another key's public part: the old subkey no longer answers.
         const replaced = { ...first.key, publicKey: other.key.publicKey };
@@ -128,10 +128,48 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       });
     });
 
+    it('holds an owner to the number of keys: a new fingerprint past it is refused, an update of a held one passes', async () => {
+      const limits = { maxKeys: 3, maxBytes: 1024 * 1024 };
+      const keys = Array.from({ length: 3 }, () => makeKey(email('frank')));
+      for (const k of keys) assert.equal(await store.upsert(k, limits), 'added');
+      await assert.rejects(store.upsert(makeKey(email('frank')), limits), (e: unknown) => {
+        assert.ok(e instanceof KeyLimitError);
+        assert.equal(e.code, 'ERR_KEY_COUNT_LIMIT');
+        assert.equal(e.message, 'at most 3 keys per user: ask your administrator to remove old ones');
+        return true;
+      });
+      const revoked = { ...keys[1]!, privateKey: keys[1]!.privateKey.replace('PRIVATE KEY BLOCK-----\n', 'PRIVATE KEY BLOCK-----\nComment: revoked\n') };
+      assert.equal(await store.upsert(revoked, limits), 'updated');
+      assert.deepEqual(await store.listByEmail(email('frank')), [keys[0], revoked, keys[2]]);
+      // Another owner is not counted with this one.
+      assert.equal(await store.upsert(makeKey(email('grace')), limits), 'added');
+    });
+
+    it('holds an owner to the byte budget: a new key past it is refused, an update may grow only into the room left', async () => {
+      const first = makeKey(email('heidi'));
+      const size = Buffer.byteLength(first.privateKey);
+      const limits = { maxKeys: 10, maxBytes: 2 * size + 100 };
+      assert.equal(await store.upsert(first, limits), 'added');
+      assert.equal(await store.upsert(makeKey(email('heidi')), limits), 'added');
+      await assert.rejects(store.upsert(makeKey(email('heidi')), limits), (e: unknown) => e instanceof KeyLimitError && e.code === 'ERR_KEY_BYTES_LIMIT' && /^at most \d+ bytes of keys per user: ask your administrator to remove old ones$/.test(e.message));
+      const grown = (n: number) => ({ ...first, privateKey: first.privateKey.replace('BLOCK-----\n', `BLOCK-----\nComment: ${'x'.repeat(n)}\n`) });
+      await assert.rejects(store.upsert(grown(120), limits), KeyLimitError);
+      assert.equal(await store.upsert(grown(50), limits), 'updated');
+      assert.equal((await store.listByEmail(email('heidi'))).length, 2);
+    });
+
+    it("keeps one owner's concurrent new keys within the number of keys", async () => {
+      const limits = { maxKeys: 3, maxBytes: 1024 * 1024 };
+      const results = await Promise.allSettled(Array.from({ length: 8 }, () => store.upsert(makeKey(email('ivan')), limits)));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+      assert.ok(results.every((r) => r.status === 'fulfilled' || r.reason instanceof KeyLimitError));
+      assert.equal((await store.listByEmail(email('ivan'))).length, 3);
+    });
+
     it('iterates every stored key', async () => {
       const seen = new Map<string, StoredKey>();
       for await (const k of store.all()) seen.set(k.fingerprint, k);
-      for (const who of ['alice', 'bob', 'carol', 'dave', 'erin', 'gina', 'many0', 'many1', 'many2']) {
+      for (const who of ['alice', 'bob', 'carol', 'dave', 'erin', 'lena', 'many0', 'many1', 'many2']) {
         for (const k of await store.listByEmail(email(who))) assert.deepEqual(seen.get(k.fingerprint), k);
       }
       assert.ok(seen.size >= 18, `only ${seen.size} keys iterated`);

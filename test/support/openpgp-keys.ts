@@ -26,3 +26,22 @@ export async function twoKeysInOneArmor(a: string, b: string): Promise<string> {
   joined.set(binary[1]!, binary[0]!.length);
   return openpgp.armor(openpgp.enums.armor.privateKey, joined);
 }
+
+/**
+ * A real private key whose user ids are exactly these strings, e.g. `Kate <\u212Aate@example.com>`
+ * or with control characters, which OpenPGP.js refuses as an `email` when generating but parses
+ * from any key it reads (as another implementation could have written it).
+ */
+export async function makePrivateKeyWithUserIds(userIds: string[]): Promise<{ armored: string; fingerprint: string }> {
+  // A name is any string to OpenPGP.js, and it writes a name-only user id verbatim.
+  const { privateKey } = await openpgp.generateKey({ userIDs: userIds.map((name) => ({ name })), type: 'curve25519', format: 'armored' });
+  const key = await openpgp.readPrivateKey({ armoredKey: privateKey });
+  return { armored: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
+}
+
+/** The same key (same fingerprint) with new self-signatures that set an expiry a year out: an update the apps send. */
+export async function withNewExpiry(armored: string, email: string): Promise<string> {
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: armored });
+  const { privateKey: renewed } = await openpgp.reformatKey({ privateKey, userIDs: [{ name: 'Test User', email }], keyExpirationTime: 365 * 86400, format: 'armored', config: { minRSABits: 512 } });
+  return renewed;
+}

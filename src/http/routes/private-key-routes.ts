@@ -58,7 +58,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       const body = await readJsonObject(ctx);
       const { armored, claimed } = submittedKey(body);
       const key = await validatePrivateKey(armored, identity.email, claimed);
-      const result = await store.upsert(key);
+      const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
       return { fingerprints: [key.fingerprint], change: result };

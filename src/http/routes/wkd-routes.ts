@@ -2,10 +2,12 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Config } from '../../config/config.js';
 import { NotFoundError } from '../../errors.js';
+import { localPartOf, normalizeDomain, normalizeEmailAddress } from '../../keys/email-address.js';
 import { isWkdHashOf, WKD_HASH_PATTERN } from '../../keys/wkd-hash.js';
 import { wkdPublicKey } from '../../keys/wkd-public-key.js';
 import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
+import { StoredKeyAnswerCache } from '../stored-key-answer-cache.js';
 
 type Ctx = Context & { state: EkmState; params: Record<string, string> };
 
@@ -15,7 +17,8 @@ type Ctx = Context & { state: EkmState; params: Record<string, string> };
  */
 export const WKD_PATH = /\/\.well-known\/openpgpkey\//;
 
-const DOMAIN_PATTERN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/;
+/** Per worker: a WKD answer carries only the requested address's user ids, so it is small. */
+const ANSWER_CACHE = { maxEntries: 2000, maxBytes: 16 * 1024 * 1024 } as const;
 
 /**
  * The Web Key Directory (draft-koch-openpgp-webkey-service): the public keys of the users of the
@@ -29,17 +32,20 @@ const DOMAIN_PATTERN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-
  * and the FlowCrypt apps) is required; it must hash to `<hash>`.
  */
 export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store): void {
-  const domains = config.org.domains?.map((d) => d.toLowerCase());
+  const domains = config.org.domains;
+  // Parsing a user's keys (up to api.keys.max.bytes.per.user of them) is done once per content of
+  // those keys, not once per anonymous request.
+  const answers = new StoredKeyAnswerCache(ANSWER_CACHE);
   const serves = (domain: string) => domains === undefined || domains.includes(domain);
 
   const directDomain = (ctx: Ctx): string | undefined => {
-    const host = ctx.hostname.toLowerCase();
-    if (serves(host)) return host;
+    const host = normalizeDomain(ctx.hostname);
+    if (host !== undefined && serves(host)) return host;
     return domains?.length === 1 ? domains[0] : undefined;
   };
 
   const requireServed = (domain: string | undefined): string => {
-    if (domain === undefined || !DOMAIN_PATTERN.test(domain) || !serves(domain)) {
+    if (domain === undefined || !serves(domain)) {
       throw new NotFoundError('No Web Key Directory for this domain', domain === undefined ? 'The Host is not a domain this key manager serves' : `Domain: ${domain}`);
     }
     return domain;
@@ -59,18 +65,23 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
     if (local === undefined || local === '') {
       throw new NotFoundError('No key found', 'This directory needs the local part in the l query parameter');
     }
-    if (!/^[^\s@/]{1,64}$/.test(local) || !isWkdHashOf(hash, local)) {
+    // The one email rule: a local part it refuses (non-ASCII, a quote, a second @) names nobody.
+    const email = normalizeEmailAddress(`${local}@${domain}`);
+    if (email === undefined || !isWkdHashOf(hash, localPartOf(email))) {
       throw new NotFoundError('No key found', 'The l query parameter does not hash to the requested hash');
     }
-    const email = `${local}@${domain}`.toLowerCase();
-    const binaries: Uint8Array[] = [];
-    for (const stored of await store.listByEmail(email)) {
-      const binary = await wkdPublicKey(stored.publicKey, email);
-      if (binary !== undefined) binaries.push(binary);
-    }
-    if (binaries.length === 0) throw new NotFoundError('No key found');
+    const stored = await store.listByEmail(email);
+    const body = await answers.answer(email, stored, async () => {
+      const binaries: Uint8Array[] = [];
+      for (const key of stored) {
+        const binary = await wkdPublicKey(key.publicKey, email);
+        if (binary !== undefined) binaries.push(binary);
+      }
+      return Buffer.concat(binaries);
+    });
+    if (body.length === 0) throw new NotFoundError('No key found');
     ctx.type = 'application/octet-stream';
-    ctx.body = Buffer.concat(binaries);
+    ctx.body = body;
   };
 
   // Section 4.5: the policy file says the directory exists; it sets no flags (no submission service).
@@ -81,7 +92,7 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
     ctx.body = '';
   };
 
-  const pathDomain = (ctx: Ctx) => ctx.params['domain']?.toLowerCase();
+  const pathDomain = (ctx: Ctx) => (ctx.params['domain'] === undefined ? undefined : normalizeDomain(ctx.params['domain']));
   router.get('/.well-known/openpgpkey/hu/:hash', keys(directDomain));
   router.get('/.well-known/openpgpkey/policy', policy(directDomain));
   router.get('/.well-known/openpgpkey/:domain/hu/:hash', keys(pathDomain));

@@ -1,4 +1,5 @@
-import { ConfigError, FingerprintConflictError, StoreUnavailableError } from '../../errors.js';
+import { ConfigError, FingerprintConflictError, KeyLimitError, StoreUnavailableError } from '../../errors.js';
+import type { OwnerKeyLimits } from '../owner-key-limits.js';
 import type { StoredKey, UpsertResult } from '../store.js';
 
 /**
@@ -10,7 +11,7 @@ export type EngineRequest =
   | { readonly op: 'list'; readonly email: string }
   | { readonly op: 'listByKeyId'; readonly id: string }
   /** `keyIds`: what the key answers to (src/keys/key-ids.ts), computed outside the engine thread. */
-  | { readonly op: 'upsert'; readonly key: StoredKey; readonly keyIds: readonly string[] }
+  | { readonly op: 'upsert'; readonly key: StoredKey; readonly keyIds: readonly string[]; readonly limits?: OwnerKeyLimits }
   | { readonly op: 'delete'; readonly email: string; readonly fingerprint: string }
   | { readonly op: 'scanOpen' }
   | { readonly op: 'scanNext'; readonly cursor: string }
@@ -36,15 +37,18 @@ export interface EngineChannel {
 
 /** An error as it crosses a thread or process boundary: its class by name, never a stack or a cause. */
 export interface WireError {
-  readonly kind: 'unavailable' | 'conflict' | 'config' | 'internal';
+  readonly kind: 'unavailable' | 'conflict' | 'limit' | 'config' | 'internal';
   readonly message: string;
   readonly details: string;
+  /** The stable code, for the kinds that have more than one. */
+  readonly code?: string;
 }
 
 export type EngineReply = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly error: WireError };
 
 export function toWireError(e: unknown): WireError {
   if (e instanceof FingerprintConflictError) return { kind: 'conflict', message: e.message, details: e.details };
+  if (e instanceof KeyLimitError) return { kind: 'limit', message: e.message, details: e.details, code: e.code };
   if (e instanceof StoreUnavailableError) return { kind: 'unavailable', message: e.message, details: e.details };
   if (e instanceof ConfigError) return { kind: 'config', message: e.message, details: '' };
   // A bug, not an outage: the receiver turns it into a 500 with a fixed message.
@@ -55,6 +59,8 @@ export function fromWireError(w: WireError): Error {
   switch (w.kind) {
     case 'conflict':
       return new FingerprintConflictError();
+    case 'limit':
+      return new KeyLimitError(w.code === 'ERR_KEY_BYTES_LIMIT' ? 'ERR_KEY_BYTES_LIMIT' : 'ERR_KEY_COUNT_LIMIT', w.message, w.details);
     case 'unavailable':
       return new StoreUnavailableError(w.details);
     case 'config':

@@ -72,7 +72,7 @@ function serve(s: TokenRecordStore, r: EngineRequest): unknown {
     case 'listByKeyId':
       return s.listByKeyId(r.id);
     case 'upsert':
-      return s.upsert(r.key, r.keyIds);
+      return s.upsert(r.key, r.keyIds, r.limits);
     case 'delete':
       return s.delete(r.email, r.fingerprint);
     case 'scanOpen':

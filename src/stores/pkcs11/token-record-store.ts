@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { ConfigError, EkmError, FingerprintConflictError, StoreUnavailableError } from '../../errors.js';
+import { checkOwnerKeyLimits, type OwnerKeyLimits } from '../owner-key-limits.js';
 import type { StoredKey, UpsertResult } from '../store.js';
 import { ckrName, describeFailure } from './pkcs11-failure.js';
 import { RecordCipher, type RecordContent } from './record-cipher.js';
@@ -110,21 +111,7 @@ export class TokenRecordStore {
   }
 
   list(email: string): StoredKey[] {
-    return this.run((c) => {
-      const ownerTag = c.cipher.ownerTag(email);
-      const newest = new Map<string, RecordContent>();
-      for (const handle of this.find(c, [...recordTemplate(), { type: pkcs11js.CKA_LABEL, value: ownerTag.toString('hex') }])) {
-        const object = this.read(c, handle);
-        if (object === undefined) continue;
-        const content = c.cipher.open(ownerTag, object.fingerprintTag, object.value);
-        if (content.key.email !== email) throw new StoreUnavailableError('A stored record names another owner than its object; the token may hold tampered objects');
-        const seen = newest.get(content.key.fingerprint);
-        if (seen === undefined || seen.writtenAt < content.writtenAt) newest.set(content.key.fingerprint, content);
-      }
-      return [...newest.values()]
-        .sort((a, b) => a.createdAt - b.createdAt || a.key.fingerprint.localeCompare(b.key.fingerprint))
-        .map((r) => r.key);
-    });
+    return this.run((c) => this.owned(c, email));
   }
 
   /**
@@ -149,7 +136,13 @@ export class TokenRecordStore {
     });
   }
 
-  upsert(key: StoredKey, keyIds: readonly string[]): UpsertResult {
+  /**
+   * The limits are checked here, on the engine thread that serves one request at a time and is the
+   * only writer of this host's token session: no other upsert of this host runs between the check and
+   * the write. Hosts sharing one HSM partition, or an --import beside the daemon, each check on
+   * their own, so together they may exceed the limits by at most one key per concurrent writer.
+   */
+  upsert(key: StoredKey, keyIds: readonly string[], limits?: OwnerKeyLimits): UpsertResult {
     return this.run((c) => {
       const ownerTag = c.cipher.ownerTag(key.email);
       const fingerprintTag = c.cipher.fingerprintTag(key.fingerprint);
@@ -157,12 +150,13 @@ export class TokenRecordStore {
       if (existing.some((o) => !o.ownerTag.equals(ownerTag))) throw new FingerprintConflictError();
       const contents = existing.map((o) => c.cipher.open(ownerTag, fingerprintTag, o.value));
       const [only] = contents;
-      // An unchanged key written by a version without lookup objects gets them now (--import does it).
-      const lookupsAdded = this.syncKeyIds(c, fingerprintTag, keyIds, false);
       if (contents.length === 1 && only !== undefined && sameKey(only.key, key)) {
-        if (lookupsAdded) this.markWritten(c);
+        // An unchanged key written by a version without lookup objects gets them now (--import does it).
+        if (this.syncKeyIds(c, fingerprintTag, keyIds, false)) this.markWritten(c);
         return 'unchanged';
       }
+      if (limits !== undefined) checkOwnerKeyLimits(this.owned(c, key.email), key, limits);
+      this.syncKeyIds(c, fingerprintTag, keyIds, false);
       const now = this.tick();
       const createdAt = contents.reduce((min, r) => Math.min(min, r.createdAt), now);
       // CKA_VALUE of a data object cannot be changed (SoftHSM2): an update writes the new object first,
@@ -198,6 +192,23 @@ export class TokenRecordStore {
       if (mine.length > 0) this.markWritten(c);
       return mine.length > 0;
     });
+  }
+
+  /** The newest record of each fingerprint of this owner, oldest key first. */
+  private owned(c: Connection, email: string): StoredKey[] {
+    const ownerTag = c.cipher.ownerTag(email);
+    const newest = new Map<string, RecordContent>();
+    for (const handle of this.find(c, [...recordTemplate(), { type: pkcs11js.CKA_LABEL, value: ownerTag.toString('hex') }])) {
+      const object = this.read(c, handle);
+      if (object === undefined) continue;
+      const content = c.cipher.open(ownerTag, object.fingerprintTag, object.value);
+      if (content.key.email !== email) throw new StoreUnavailableError('A stored record names another owner than its object; the token may hold tampered objects');
+      const seen = newest.get(content.key.fingerprint);
+      if (seen === undefined || seen.writtenAt < content.writtenAt) newest.set(content.key.fingerprint, content);
+    }
+    return [...newest.values()]
+      .sort((a, b) => a.createdAt - b.createdAt || a.key.fingerprint.localeCompare(b.key.fingerprint))
+      .map((r) => r.key);
   }
 
   /** Starts an export: a snapshot of the objects now on the token, read page by page. */
