@@ -1,47 +1,25 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseConfig } from '../../src/config/load-config.js';
-import { AuthenticationError } from '../../src/errors.js';
-import { createApp } from '../../src/http/app.js';
-import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
-import { MemoryLogger } from '../support/memory-logger.js';
+import { startInProcessApp } from '../support/in-process-app.js';
 import { makeRealKey } from '../stores/store-conformance.js';
-import { configText } from '../support/routes-config.js';
 
 describe('public keys by email, fingerprint or long key id, in process over a real EncryptedDbStore', () => {
-  let dir: string;
   let store: Store;
-  let server: http.Server;
   let base: string;
+  let close: () => Promise<void>;
   let alice: Awaited<ReturnType<typeof makeRealKey>>;
   let second: Awaited<ReturnType<typeof makeRealKey>>;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'ekm-public-'));
-    const config = parseConfig(configText(join(dir, 'db')), join(dir, 'ekm.properties'));
-    store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: 'routes test passphrase' }, { logger: new MemoryLogger() });
+    ({ store, base, close } = await startInProcessApp());
     [alice, second] = await Promise.all([makeRealKey('alice@example.com'), makeRealKey('alice@example.com')]);
     await store.upsert(alice.key);
     await store.upsert(second.key);
-    const refuse = async () => {
-      throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header');
-    };
-    const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: refuse }, acl: { authorizePrivateKeys: () => {} } });
-    server = http.createServer(app.callback()).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
   after(async () => {
-    await new Promise((r) => server.close(r));
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await close();
   });
 
   const get = async (path: string) => {
