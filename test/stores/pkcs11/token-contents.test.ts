@@ -91,9 +91,12 @@ describe('what the token holds', () => {
     await store.close();
     inspect('forget-key-ids');
     const reopened = await openPkcs11Store({ type: 'Pkcs11Store', module: SOFTHSM2_MODULE, pin: token.userPin }, { logger: new MemoryLogger() });
-    assert.deepEqual(await reopened.listByKeyId(subkeyLongId), []);
-    assert.equal(await reopened.upsert(key), 'unchanged');
-    assert.deepEqual(await reopened.listByKeyId(subkeyLongId), [key]);
-    await reopened.close();
+    try {
+      assert.deepEqual(await reopened.listByKeyId(subkeyLongId), []);
+      assert.equal(await reopened.upsert(key), 'unchanged');
+      assert.deepEqual(await reopened.listByKeyId(subkeyLongId), [key]);
+    } finally {
+      await reopened.close();
+    }
   });
 });
