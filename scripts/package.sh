@@ -2,9 +2,11 @@
 # Builds the Debian package from a checkout: dist/flowcrypt-ekm_<version>_<arch>.deb, and
 # dist/ekm.deb, the name operators type (apt install ./ekm.deb).
 #
-# The package carries the build machine's Node.js (stripped) and the production node_modules, so
-# it installs on Debian 12 and Ubuntu 22.04/24.04, whose own Node.js is too old and whose ABI would
-# not match our native addons (better-sqlite3, pkcs11js) anyway.
+# The package carries the Node.js 24 that runs this script (stripped) and the production
+# node_modules, so it installs on Debian 12 and Ubuntu 22.04/24.04, whose own Node.js is too old and
+# whose ABI would not match our native addons (better-sqlite3, pkcs11js) anyway. `npm run package`
+# runs it through scripts/node24.sh, which provides that Node.js on any machine and rebuilds addons
+# that another Node.js built.
 #
 # Environment:
 #   EKM_DEB_VERSION  package version to build instead of package.json's (tests build an upgrade
@@ -22,8 +24,9 @@ done
 
 node_bin=$(readlink -f "$(command -v node)")
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-# The addons in node_modules were compiled for this Node.js; package.json's engines says which.
-[ "$node_major" = 20 ] || die "the bundled runtime must be Node.js 20 (package.json engines); this machine has $(node --version)"
+# package.json's engines; the addons in node_modules must be compiled for this Node.js.
+[ "$node_major" = 24 ] ||
+  die "the bundled runtime must be Node.js 24 (package.json engines), not $(node --version): run npm run package (it goes through scripts/node24.sh)"
 
 upstream_version=$(node -p 'require("./package.json").version')
 changelog_version=$(sed -n '1s/^flowcrypt-ekm (\([^)]*\)).*/\1/p' debian/changelog)
@@ -77,6 +80,14 @@ for addon in "$lib"/node_modules/better-sqlite3 "$lib"/node_modules/pkcs11js; do
 done
 find "$lib/node_modules" -name '*.node' -exec strip --strip-unneeded {} +
 strip --strip-unneeded -o "$lib/bin/node" "$node_bin"
+# The bundled runtime loads the bundled addons (an addon built for another Node.js fails here, at
+# build time, instead of at the first key request).
+(cd "$lib" && "$lib/bin/node" -e '
+  const { createRequire } = require("node:module");
+  const load = createRequire(process.cwd() + "/");
+  new (load("better-sqlite3"))(":memory:").close();
+  load("pkcs11js");
+') || die "the bundled Node.js cannot load the native addons in node_modules: rebuild them with it (scripts/node24.sh npm ci)"
 
 # Everything readable by all, executable only where it is a program.
 find "$root" -type d -exec chmod 0755 {} +
@@ -107,10 +118,14 @@ else
 fi
 gzip -9n <"$changelog" >"$doc/changelog.gz"
 node_license=
-for candidate in "$(dirname "$node_bin")/../share/doc/node/LICENSE" /usr/share/doc/nodejs/LICENSE "$(dirname "$node_bin")/../LICENSE"; do
+# The runtime's own LICENSE: next to it (official builds), or its Debian package's for /usr/bin/node.
+node_prefix=$(dirname "$(dirname "$node_bin")")
+candidates=("$node_prefix/LICENSE" "$node_prefix/share/doc/node/LICENSE")
+[ "$node_bin" = /usr/bin/node ] && candidates+=(/usr/share/doc/nodejs/LICENSE)
+for candidate in "${candidates[@]}"; do
   if [ -f "$candidate" ]; then node_license=$candidate; break; fi
 done
-[ -n "$node_license" ] || die "cannot find the LICENSE of $node_bin (looked in its share/doc/node and /usr/share/doc/nodejs)"
+[ -n "$node_license" ] || die "cannot find the LICENSE of $node_bin (looked for ${candidates[*]})"
 node build/scripts/package-copyright.js debian/copyright "$lib/node_modules" "$node_license" "$doc/copyright"
 find "$doc" -type f -exec chmod 0644 {} +
 

@@ -133,6 +133,28 @@ export class StoreUnavailableError extends EkmError {
   }
 }
 
+/** Why a store can be read but not written. */
+export type WriteFailureCause = 'read-only-filesystem' | 'permission' | 'disk-full';
+
+/**
+ * 503: the key store can be read but not written (its filesystem is read-only, the service may not
+ * write its files, or its disk is full). Reads go on; writes come back by themselves once the cause
+ * is gone. `details` names the cause and the path, never a key.
+ */
+export class StoreReadOnlyError extends EkmError {
+  constructor(
+    readonly reason: WriteFailureCause,
+    details: string,
+  ) {
+    super(
+      503,
+      reason === 'disk-full' ? 'ERR_STORE_FULL' : 'ERR_STORE_READ_ONLY',
+      reason === 'disk-full' ? 'Key store is full (no space left on its disk): keys can be read but not changed' : 'Key store is read-only: keys can be read but not changed',
+      details,
+    );
+  }
+}
+
 /** 503: the identity provider's signing keys cannot be fetched, so no token can be judged. */
 export class IdentityProviderUnavailableError extends EkmError {
   constructor(details: string, options?: ErrorOptions) {

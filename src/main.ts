@@ -1,62 +1,29 @@
 #!/usr/bin/env node
-import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
-import { parseArguments, USAGE, UsageError } from './cli/arguments.js';
-import { exportKeys } from './cli/export-keys.js';
-import { importKeys } from './cli/import-keys.js';
-import { serve } from './cli/serve.js';
-import { testStoreConnection } from './cli/test-store-connection.js';
-import { loadConfig, resolveConfigFile } from './config/load-config.js';
-import { ConfigError } from './errors.js';
-import { createLogger } from './logging/create-logger.js';
-import { logCrashes } from './logging/crash-logging.js';
+/**
+ * The `flowcrypt-ekm` entry point. It checks the Node.js version before any other module loads:
+ * the native addons (better-sqlite3, pkcs11js) are built for one Node.js ABI, and under another
+ * Node.js they would fail with a loader error (or a crash) deep inside a store. A static import
+ * would load, link and run the whole program before the first line here, so the command line is
+ * imported only after the check.
+ */
 
-/** The `flowcrypt-ekm` command: parse the arguments, load the config, run one command. */
-async function main(argv: readonly string[]): Promise<number> {
-  const args = parseArguments(argv);
-  if (args.command === 'version') {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`flowcrypt-ekm ${pkg.version}\n`);
-    return 0;
-  }
-  if (args.command === 'help') {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const config = loadConfig(resolveConfigFile(args.configFile));
-  // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
-  const logger = createLogger(config.logger, { batchStdout: cluster.isWorker });
-  logCrashes(logger);
-  try {
-    switch (args.command) {
-      case 'serve':
-        return await serve(config, logger);
-      case 'test-store-connection':
-        return await testStoreConnection(config, logger);
-      case 'export':
-        return await exportKeys(config, logger, args.file!, args.passphraseFile);
-      case 'import':
-        return await importKeys(config, logger, args.file!, args.passphraseFile);
-    }
-  } finally {
-    // Remote outputs deliver in the background: an --export or --import must not exit before its
-    // audit entries are out (or reported lost). A second flush, after serve's own, does nothing.
-    await logger.flush();
-  }
+/** The Node.js major version the EKM runs on: package.json's engines and scripts/node24.sh say the same. */
+const REQUIRED_NODE_MAJOR = 24;
+
+const running = process.versions.node;
+if (Number(running.split('.')[0]) !== REQUIRED_NODE_MAJOR) {
+  process.stderr.write(`flowcrypt-ekm: needs Node.js ${REQUIRED_NODE_MAJOR}, but this is Node.js ${running}\n`);
+  process.exit(1);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`flowcrypt-ekm: ${e.message}\n\n${USAGE}`);
-      process.exit(2);
-    }
-    if (e instanceof ConfigError) {
-      process.stderr.write(`flowcrypt-ekm: ${e.message}\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`flowcrypt-ekm: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exit(1);
-  },
-);
+let commandLine: typeof import('./cli/command-line.js');
+try {
+  commandLine = await import('./cli/command-line.js');
+} catch (e) {
+  // A native addon built for another Node.js (ERR_DLOPEN_FAILED): Node's own explanation, which
+  // names both ABI versions, on one line.
+  if ((e as NodeJS.ErrnoException).code !== 'ERR_DLOPEN_FAILED') throw e;
+  process.stderr.write(`flowcrypt-ekm: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(1);
+}
+commandLine.runCommandLine(process.argv.slice(2));

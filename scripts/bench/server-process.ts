@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import http from 'node:http';
-import { childPids } from '../../test/support/processes.js';
+import { childPids, isAlive } from '../../test/support/processes.js';
 
 export interface ServerStart {
   /** Shown in messages. */
@@ -136,7 +136,7 @@ export class ServerProcess {
     clearTimeout(timer);
     // Workers outlive their primary by a moment when they are writing a CPU profile.
     const until = Date.now() + graceMs;
-    while (workers.some(alive) && Date.now() < until) await sleep(50);
+    while (workers.some(isAlive) && Date.now() < until) await sleep(50);
   }
 }
 
@@ -145,15 +145,6 @@ function tryKill(pid: number): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // Already gone.
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -1,6 +1,7 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { IdentityProviderUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
+import { jwksFetches } from '../metrics/ekm-metrics.js';
 import type { OutboundFetch } from './outbound-fetch.js';
 
 /** Refetch on an unknown `kid` at most this often: a rotated key must work within seconds. */
@@ -45,7 +46,15 @@ export class JwksCache {
 
   /** Fetches the JWKS; with `required`, failure is a 503, otherwise stale keys stay in use. */
   private async refresh(required: boolean): Promise<void> {
-    this.inFlight ??= this.fetchKeys().finally(() => (this.inFlight = undefined));
+    this.inFlight ??= this.fetchKeys()
+      .then(
+        () => void jwksFetches.inc({ outcome: 'ok' }),
+        (e: unknown) => {
+          jwksFetches.inc({ outcome: 'error' });
+          throw e;
+        },
+      )
+      .finally(() => (this.inFlight = undefined));
     try {
       await this.inFlight;
     } catch (e) {

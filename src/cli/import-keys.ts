@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { FingerprintConflictError, KeyLimitError, KeyRejectedError } from '../errors.js';
 import { checkEmailAddress, displayEmail, domainOf, type EmailCheck } from '../keys/email-address.js';
-import { validatePrivateKey } from '../keys/private-key-policy.js';
+import { unusableStateOf, validatePrivateKey, type UnusableKeyState } from '../keys/private-key-policy.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
@@ -60,7 +60,8 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
   try {
     // Inside the try: a store that cannot be opened (HSM or key server down) stops the import with
     // the same one-line reason as one that fails halfway.
-    store = await openStore(config.store, { logger, setup: true });
+    const opened = await openStore(config.store, { logger, setup: true });
+    store = opened;
     for (const [i, entry] of keys.entries()) {
       progress.update(`Importing ${i}/${keys.length} (${Math.floor((100 * i) / keys.length)}%): ${report.added.length} added, ${report.updated.length} updated, ${report.unchanged.length} unchanged, ${report.refused.length} refused`);
       const owner = checkEmailAddress(entry.email);
@@ -81,10 +82,14 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
       }
       let result: UpsertResult;
       let fingerprint: string | undefined;
+      let keyState: UnusableKeyState | undefined;
       try {
-        const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey });
+        // A revoked or expired key is imported only as an update of one the owner already holds.
+        const held = async () => (await opened.listByEmail(email)).map((k) => k.fingerprint);
+        const key = await validatePrivateKey(entry.privateKey, email, { fingerprint: entry.fingerprint, publicKey: entry.publicKey }, new Date(), held);
         fingerprint = key.fingerprint;
-        result = await store.upsert(key, config.api.keyLimits);
+        keyState = unusableStateOf(key);
+        result = await opened.upsert(key, config.api.keyLimits);
       } catch (e) {
         if (e instanceof KeyRejectedError || e instanceof KeyLimitError) {
           refuse(describeFailure(e)!, e.status, e.code, fingerprint);
@@ -98,7 +103,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
       }
       report[result].push(fingerprint);
       progress.clear();
-      audit(auditLog, { ...record, fingerprints: [fingerprint], status: 200, change: result });
+      audit(auditLog, { ...record, fingerprints: [fingerprint], status: 200, change: result, keyState });
     }
   } catch (e) {
     progress.clear();

@@ -1,8 +1,10 @@
 import cluster from 'node:cluster';
 import type { Config } from '../config/config.js';
-import { ConfigError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { runPrimary } from '../cluster/primary.js';
+import { startMetricsServer } from '../metrics/metrics-server.js';
+import type { Store } from '../stores/store.js';
 import { openStore, startStoreHost } from '../stores/store-registry.js';
 import { loadKeystore, loadTruststore } from '../tls/pkcs12.js';
 
@@ -28,15 +30,28 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
   try {
     try {
       const store = await openStore(config.store, { logger, setup: false });
-      await store.probe().finally(() => store.close());
+      await checkStore(store, logger).finally(() => store.close());
     } catch (e) {
       if (e instanceof ConfigError) throw e;
       if (!(e instanceof StoreUnavailableError)) throw e;
       // An outage is not a misconfiguration: serve, and let /health say 503 until the store is back.
       logger.warn('The store is unavailable at start; serving anyway, /health answers 503 until it is back', { details: e.details });
     }
+    // Before the workers: the listener counts worker restarts from the first fork on.
+    await startMetricsServer(config, logger);
     return await runPrimary(config, logger);
   } finally {
     await host?.close();
+  }
+}
+
+/** Reads once; a store that can be read but not written is served, with the cause in the log. */
+async function checkStore(store: Store, logger: Logger): Promise<void> {
+  await store.probe();
+  try {
+    await store.probeWrites?.();
+  } catch (e) {
+    if (!(e instanceof StoreReadOnlyError)) throw e;
+    logger.warn(`${e.message}: ${e.details}; serving reads, writes answer 503 until they work again`, { code: e.code });
   }
 }

@@ -8,7 +8,8 @@ const MAX_LISTED = 50;
 
 /**
  * `--test-store-connection`: opens the configured store, issues one search (the probe), reports
- * the round trip latency and closes, printing the steps the original prints. Then it reads every
+ * the round trip latency, checks that the store can be written where it can tell, and closes,
+ * printing the steps the original prints. Then it reads every
  * stored key's owner and user ids and warns about keys the email rule would not file under their
  * owner (stored before the rule): a warning for the operator, not a failure, so the exit code
  * stays 0 unless the store failed. Resolves with the exit code.
@@ -25,6 +26,8 @@ export async function testStoreConnection(config: Config, logger: Logger): Promi
       await store.probe();
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       logger.info(`round trip latency: ${ms < 10 ? ms.toFixed(1) : Math.round(ms)}ms`, { latencyMs: ms });
+      // A store that reads but cannot be written fails the check, naming why (read-only, full).
+      await store.probeWrites?.();
       logger.info('checking the owner email of every stored key');
       const { checked, misowned } = await findMisownedKeys(store);
       if (misowned.length === 0) {

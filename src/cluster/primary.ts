@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 import type { WorkerMessage } from './messages.js';
 
-/** Workers that die before they are ready this many times in a row stop the service. */
+/** Workers that die before they are ready this many times in a row stop the service, unless others serve. */
 const MAX_START_FAILURES = 3;
 /** Replacing crashed workers waits 100 ms, doubling per recent crash, up to this. */
 const MAX_RESTART_DELAY_MS = 30_000;
@@ -12,7 +12,7 @@ const CRASH_WINDOW_MS = 60_000;
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 /**
  * V8's young generation, per semi-space, in the workers. Under load V8 grows it to its 64-bit
- * default of 16 MB (three semi-spaces resident), which took workers from about 90 MB to 130-150 MB
+ * default (16 MB on Node.js 20, 32 MB on 24; three semi-spaces resident), which took workers from about 90 MB to 130-150 MB
  * RSS; at 8 MB they stay near 105 MB with no CPU difference the benchmark could measure (requests
  * allocate little that outlives them). An operator's own setting (NODE_OPTIONS or the command line)
  * is left alone.
@@ -21,7 +21,7 @@ const WORKER_SEMI_SPACE_MB = 8;
 
 /**
  * The primary: forks `api.workers` workers, replaces crashed ones with backoff, stops with the
- * reason when workers keep failing at start, and on SIGTERM lets every worker drain and exits 0.
+ * reason when workers keep failing at start and none serves, and on SIGTERM lets every worker drain and exits 0.
  * Resolves with the process exit code.
  */
 export function runPrimary(config: Config, logger: Logger): Promise<number> {
@@ -39,6 +39,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
         if (m.type === 'ready') {
           ready.add(worker);
           startFailures = 0;
+          if (announced) logger.info('Replacement worker ready', { workerId: worker.id });
           if (!announced && ready.size === config.api.workers) {
             announced = true;
             const scheme = config.api.https ? 'https' : 'http';
@@ -69,13 +70,17 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
       if (!wasReady) {
         startFailures++;
         logger.error('Worker failed at start', { workerId: worker.id, exit: how, reason: lastStartFailure || 'unknown' });
-        if (startFailures >= MAX_START_FAILURES) {
-          logger.error(`Workers keep failing at start, stopping the service: ${lastStartFailure || `worker exited with ${how}`}`);
+        // Stopping is for a service that cannot serve at all. While other workers serve, killing
+        // them would turn a failing replacement into an outage: keep them, retry with backoff.
+        const why = lastStartFailure || `worker exited with ${how}`;
+        if (startFailures >= MAX_START_FAILURES && ready.size === 0) {
+          logger.error(`Workers keep failing at start, stopping the service: ${why}`);
           stopping = true;
           for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
           finish(1);
           return;
         }
+        if (startFailures === MAX_START_FAILURES) logger.error(`Replacement workers keep failing at start; the ${ready.size} serving go on: ${why}`);
       } else {
         logger.error('Worker crashed; replacing it', { workerId: worker.id, exit: how });
       }

@@ -4,10 +4,16 @@ import { ACLS } from '../acl/acl-registry.js';
 import { AUTHENTICATORS } from '../auth/authenticator-registry.js';
 import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
+import { StoreUnavailableError } from '../errors.js';
 import { createApp } from '../http/app.js';
 import { createHttpServer } from '../http/http-server.js';
 import { keyVerificationPool } from '../keys/key-verification-pool.js';
 import type { Logger } from '../logging/logger.js';
+import { answerMetricsRequests } from '../metrics/cluster-metrics.js';
+import { measuredAuthenticator } from '../metrics/measured-authenticator.js';
+import { MeasuredStore } from '../metrics/measured-store.js';
+import { ReopeningStore } from '../stores/reopening-store.js';
+import type { Store } from '../stores/store.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
@@ -35,13 +41,14 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     if (m?.type === 'shutdown') stop();
   });
   cluster.worker?.on('disconnect', () => stop());
+  answerMetricsRequests();
   try {
-    const store = await openStore(config.store, { logger, setup: false });
+    const store = new MeasuredStore(await openWorkerStore(config, logger));
     const app = createApp({
       config,
       logger,
       store,
-      authenticator: AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) }),
+      authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
     const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
@@ -79,5 +86,21 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     logger.error('Worker failed to start', { reason });
     await logger.flush();
     process.exit(1);
+  }
+}
+
+/**
+ * The store, or, while its backend is unreachable, a ReopeningStore answering 503 until it is back:
+ * an outage is not a start failure, or the primary would stop the service over it. A store that
+ * opens but cannot be written serves reads (see EncryptedDbStore).
+ */
+async function openWorkerStore(config: Config, logger: Logger): Promise<Store> {
+  const open = () => openStore(config.store, { logger, setup: false });
+  try {
+    return await open();
+  } catch (e) {
+    if (!(e instanceof StoreUnavailableError)) throw e;
+    logger.warn('The store is unavailable; serving 503s until it is back', { details: e.details });
+    return new ReopeningStore(config.store.type, open, e);
   }
 }

@@ -34,6 +34,10 @@ export interface ApiConfig {
   readonly keyProvisioning: (typeof KEY_PROVISIONING)[number];
   /** What one user may hold; enforced by the store on every upsert (PUT and --import). */
   readonly keyLimits: OwnerKeyLimits;
+  /** Addresses and CIDRs of the reverse proxies whose X-Forwarded-* headers are believed; empty: none. */
+  readonly trustedProxies: readonly string[];
+  /** The Prometheus metrics listener (plain HTTP); undefined: off. */
+  readonly metrics: { readonly hostname: string; readonly port: number } | undefined;
 }
 
 export interface EncryptedDbStoreConfig {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseLines } from 'dot-properties';
+import { trustedProxyProblem } from '../http/client-address.js';
 import { corsOriginProblem } from '../http/cors-origins.js';
 import { ConfigError } from '../errors.js';
 import { normalizeDomain } from '../keys/email-address.js';
@@ -138,6 +139,7 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       return value;
     case 'list':
     case 'origin-list':
+    case 'address-list':
     case 'enum-list': {
       const items = value.split(',').map((s) => s.trim());
       if (items.some((s) => s === '')) {
@@ -146,6 +148,12 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       if (def.type === 'origin-list') {
         for (const item of items) {
           const problem = corsOriginProblem(item);
+          if (problem !== undefined) throw new ConfigError(`[${item}] is not a valid option for property [${def.name}]; ${problem}`);
+        }
+      }
+      if (def.type === 'address-list') {
+        for (const item of items) {
+          const problem = trustedProxyProblem(item);
           if (problem !== undefined) throw new ConfigError(`[${item}] is not a valid option for property [${def.name}]; ${problem}`);
         }
       }
@@ -215,6 +223,8 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       corsOrigins: opt<string[]>('api.cors.origins'),
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
       keyLimits: { maxKeys: v.get('api.keys.max.per.user') as number, maxBytes: v.get('api.keys.max.bytes.per.user') as number },
+      trustedProxies: opt<string[]>('api.proxy.trusted') ?? [],
+      metrics: v.has('api.metrics.port') ? { hostname: str('api.metrics.hostname'), port: v.get('api.metrics.port') as number } : undefined,
     },
     truststore: keystore('truststore.file', 'truststore.password'),
     store,

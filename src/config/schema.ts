@@ -12,7 +12,7 @@ export const ACL_TYPES = ['SimpleAcl'] as const;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'FINE'] as const;
 export const KEY_PROVISIONING = ['client', 'admin'] as const;
 
-export type PropertyType = 'string' | 'secret' | 'boolean' | 'port' | 'positive-integer' | 'byte-count' | 'enum' | 'enum-list' | 'list' | 'origin-list' | 'url' | 'file';
+export type PropertyType = 'string' | 'secret' | 'boolean' | 'port' | 'positive-integer' | 'byte-count' | 'enum' | 'enum-list' | 'list' | 'origin-list' | 'address-list' | 'url' | 'file';
 
 export interface PropertyDef {
   readonly name: string;
@@ -56,6 +56,9 @@ export const SCHEMA: readonly PropertyDef[] = [
   { name: 'api.keys.provisioning', type: 'enum', options: KEY_PROVISIONING, default: 'client', doc: "client: users' apps may store their own private key with PUT. admin: PUT is refused (405) and keys are provisioned by an administrator with --import." },
   { name: 'api.keys.max.per.user', type: 'positive-integer', default: '10', doc: 'The most private keys one user may hold. A PUT or --import of a new fingerprint beyond it is refused (400); an update of a key the user already holds (a revocation, a new expiry) always gets through.' },
   { name: 'api.keys.max.bytes.per.user', type: 'byte-count', default: '1048576', doc: "The most bytes of armored private keys one user may hold (1 MB by default). A new key, or an update that grows a key, past it is refused (400)." },
+  { name: 'api.proxy.trusted', type: 'address-list', doc: 'Comma-separated addresses or CIDRs (IPv4 and IPv6, e.g. 127.0.0.1,10.0.0.0/8,fd00::/8) of the reverse proxies in front of the EKM: their X-Forwarded-For and X-Forwarded-Proto are believed, so the audit trail and access log carry the real client address. Unset: none (the headers are ignored and the TCP peer is the client).' },
+  { name: 'api.metrics.port', type: 'port', doc: 'The TCP port of a separate plain-HTTP listener serving Prometheus metrics at /metrics, aggregated over every worker. Unset: no metrics listener.' },
+  { name: 'api.metrics.hostname', type: 'string', default: '127.0.0.1', doc: 'The address the metrics listener binds to. Keep it on a private network: the metrics are not authenticated.' },
   { name: 'truststore.file', type: 'file', doc: 'PKCS#12 truststore with the CA certificates that verify the KMIP server. Comment out to use the system CAs.' },
   { name: 'truststore.password', type: 'secret', default: '', doc: 'The password of truststore.file.' },
   // Store

@@ -8,6 +8,7 @@ import type { Config } from '../config/config.js';
 import { MethodNotAllowedError, NotFoundError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import type { Store } from '../stores/store.js';
+import { requestMetricsMiddleware } from '../metrics/request-metrics-middleware.js';
 import { accessLogMiddleware } from './access-log-middleware.js';
 import type { EkmState } from './ekm-state.js';
 import { isAllowedOrigin } from './cors-origins.js';
@@ -46,7 +47,8 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   // Errors are rendered by errorMiddleware; Koa's own handler would log to stderr.
   app.silent = true;
   app.use(lingeringClose);
-  app.use(accessLogMiddleware(logger));
+  app.use(accessLogMiddleware(logger, config.api.trustedProxies));
+  app.use(requestMetricsMiddleware());
   app.use(errorMiddleware);
   app.use(headerChecks);
   app.use(helmet());

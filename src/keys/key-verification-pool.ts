@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { KeyRejectedError, KeyVerificationBusyError } from '../errors.js';
-import type { StoredKey } from '../stores/store.js';
+import type { ValidatedKey } from './private-key-policy.js';
 import type { VerificationReply, VerificationRequest } from './key-verification-thread.js';
 
 /** Verification threads per process: one per daemon worker, and the daemon runs one worker per CPU. */
@@ -21,7 +21,7 @@ const THREAD_URL = new URL('./key-verification-thread.js', import.meta.url);
 
 interface Job {
   readonly request: VerificationRequest;
-  readonly resolve: (key: StoredKey) => void;
+  readonly resolve: (key: ValidatedKey) => void;
   readonly reject: (e: unknown) => void;
   waitTimer?: NodeJS.Timeout;
 }
@@ -67,9 +67,9 @@ export class KeyVerificationPool {
   }
 
   /** Verifies a key that passed checkKeyStructure; rejects with KeyRejectedError (400) or KeyVerificationBusyError (503). */
-  verify(binary: Uint8Array, email: string, now: Date): Promise<StoredKey> {
+  verify(binary: Uint8Array, email: string, now: Date): Promise<ValidatedKey> {
     if (this.closed) return Promise.reject(new Error('The key verification pool is closed'));
-    return new Promise<StoredKey>((resolve, reject) => {
+    return new Promise<ValidatedKey>((resolve, reject) => {
       const job: Job = { request: { id: this.nextId++, binary, email, now: now.getTime() }, resolve, reject };
       if (this.queue.length >= this.maxQueued) {
         reject(new KeyVerificationBusyError(`${this.queue.length} keys are already waiting for verification`));

@@ -1,8 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { KeyRejectedError } from '../errors.js';
-import type { StoredKey } from '../stores/store.js';
 import { loadOpenpgp } from './load-openpgp.js';
-import { verifyPrivateKey } from './private-key-policy.js';
+import { verifyPrivateKey, type ValidatedKey } from './private-key-policy.js';
 
 /** A key to verify, as KeyVerificationPool posts it. */
 export interface VerificationRequest {
@@ -20,7 +19,7 @@ export interface VerificationRequest {
  */
 export type VerificationReply =
   | { readonly ready: true }
-  | { readonly id: number; readonly key: StoredKey }
+  | { readonly id: number; readonly key: ValidatedKey }
   | { readonly id: number; readonly rejected: { readonly message: string; readonly details: string } }
   | { readonly id: number; readonly failed: string };
 

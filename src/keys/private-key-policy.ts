@@ -17,14 +17,45 @@ export interface ClaimedKeyFacts {
 }
 
 /**
+ * What a verified key is at upload time. A revoked or expired key is stored only as an update of a
+ * fingerprint its owner already holds: that is how a revocation (or a lapsed expiry) reaches the
+ * apps, which keep their local copy of a key until the EKM serves its new state; a new key must be
+ * valid.
+ */
+export type KeyCondition = 'valid' | 'revoked' | 'expired';
+
+/** What an audit entry says of a stored key that is no longer usable. */
+export type UnusableKeyState = Exclude<KeyCondition, 'valid'>;
+
+/** The key's state for the audit entry: undefined for a valid key. */
+export function unusableStateOf(key: ValidatedKey): UnusableKeyState | undefined {
+  return key.condition === 'valid' ? undefined : key.condition;
+}
+
+/** A key that passed validation: the record to store, and its condition. */
+export interface ValidatedKey extends StoredKey {
+  readonly condition: KeyCondition;
+}
+
+/** The fingerprints the owner already holds, asked only when the key is revoked or expired. */
+export type HeldFingerprints = () => Promise<Iterable<string>>;
+
+/**
  * Validates an armored private key submitted by `email` (SPEC.md, "What a stored private key must
  * be"): exactly one key, private, fully decrypted, a valid self-certified user id for that email,
- * not expired or revoked, and algorithms within policy. Returns the record to store, with the
- * public key derived here rather than trusted from the client. The structure is checked here, in
- * milliseconds; the signatures are verified in a verification thread under a deadline (the event
- * loop never waits on key crypto).
+ * and algorithms within policy; revoked (by a revocation signature that verifies) or expired only
+ * when `held` names its fingerprint. Returns the record to store, with the public key derived here
+ * rather than trusted from the client. The structure is checked here, in milliseconds; the
+ * signatures are verified in a verification thread under a deadline (the event loop never waits on
+ * key crypto).
  */
-export async function validatePrivateKey(armored: string, email: string, claimed: ClaimedKeyFacts = {}, now = new Date()): Promise<StoredKey> {
+export async function validatePrivateKey(
+  armored: string,
+  email: string,
+  claimed: ClaimedKeyFacts = {},
+  now = new Date(),
+  held: HeldFingerprints = async () => [],
+): Promise<ValidatedKey> {
   if (normalizeEmailAddress(email) !== email) throw new TypeError('validatePrivateKey needs an owner email normalised by keys/email-address.ts');
   if (armored.length > MAX_ARMORED_LENGTH) throw new KeyRejectedError('The private key is too large');
   if (!armored.includes('-----BEGIN PGP PRIVATE KEY BLOCK-----')) {
@@ -47,6 +78,12 @@ export async function validatePrivateKey(armored: string, email: string, claimed
   const key = await keyVerificationPool.verify(await checkKeyStructure(binary), email, now);
 
   const { fingerprint } = key;
+  if (key.condition !== 'valid' && ![...(await held())].includes(fingerprint)) {
+    throw new KeyRejectedError(
+      key.condition === 'revoked' ? 'The key is revoked' : 'The key has expired',
+      'A revoked or expired key is stored only as an update of a key you already hold; a new key must be valid',
+    );
+  }
   if (claimed.fingerprint !== undefined && claimed.fingerprint.replace(/\s/g, '').toUpperCase() !== fingerprint) {
     throw new KeyRejectedError('The fingerprint sent does not match the private key');
   }
@@ -69,10 +106,12 @@ export async function validatePrivateKey(armored: string, email: string, claimed
 
 /**
  * The cryptographic half of validatePrivateKey, run in a verification thread on a key that passed
- * checkKeyStructure: the self-signatures, expiry and revocation of the primary key and of the
- * user id for `email`. Returns the record to store.
+ * checkKeyStructure: the self-signatures of the primary key and of the user id for `email`, and
+ * whether the key is revoked (a revocation signature that verifies) or expired. A revoked or expired
+ * key is verified as it stood before (the self-signatures must still hold); validatePrivateKey
+ * decides whether it may be stored.
  */
-export async function verifyPrivateKey(binary: Uint8Array, email: string, now: Date): Promise<StoredKey> {
+export async function verifyPrivateKey(binary: Uint8Array, email: string, now: Date): Promise<ValidatedKey> {
   let keys: openpgp.Key[];
   try {
     keys = await (await loadOpenpgp()).readKeys({ binaryKeys: binary });
@@ -87,18 +126,30 @@ export async function verifyPrivateKey(binary: Uint8Array, email: string, now: D
     if (packet.isDummy()) throw new KeyRejectedError('The key has secret parts missing (a stub); the whole decrypted key is required');
     if (!packet.isDecrypted()) throw new KeyRejectedError('The private key is encrypted; submit it decrypted');
   }
-  try {
-    await key.verifyPrimaryKey(now);
-  } catch (e) {
-    const message = (e as Error).message ?? '';
-    if (/expired/i.test(message)) throw new KeyRejectedError('The key has expired');
-    if (/revoked/i.test(message)) throw new KeyRejectedError('The key is revoked');
-    throw new KeyRejectedError('The key has no valid self-signature', message);
+  // Decided from the key's own data rather than from OpenPGP.js's error texts, which are not an API.
+  const { condition, at } = await conditionOf(key, now);
+  if (condition !== 'revoked') {
+    try {
+      await key.verifyPrimaryKey(at);
+    } catch (e) {
+      throw new KeyRejectedError('The key has no valid self-signature', (e as Error).message ?? '');
+    }
   }
-  const expiration = await key.getExpirationTime();
-  if (expiration instanceof Date && expiration.getTime() <= now.getTime()) throw new KeyRejectedError('The key has expired');
-  await requireUserId(key, email, now);
-  return { email, fingerprint: key.getFingerprint().toUpperCase(), privateKey: key.armor(), publicKey: key.toPublic().armor() };
+  await requireUserId(key, email, at);
+  return { email, fingerprint: key.getFingerprint().toUpperCase(), privateKey: key.armor(), publicKey: key.toPublic().armor(), condition };
+}
+
+/** Revoked, expired (verified just before it expired), or valid now. */
+async function conditionOf(key: openpgp.PrivateKey, now: Date): Promise<{ condition: KeyCondition; at: Date }> {
+  if (await key.isRevoked(undefined, undefined, now)) return { condition: 'revoked', at: now };
+  let expiration: Date | number | null;
+  try {
+    expiration = await key.getExpirationTime();
+  } catch (e) {
+    throw new KeyRejectedError('The key has no valid self-signature', (e as Error).message ?? '');
+  }
+  if (expiration instanceof Date && expiration.getTime() <= now.getTime()) return { condition: 'expired', at: new Date(expiration.getTime() - 1000) };
+  return { condition: 'valid', at: now };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { displayEmail, normalizeEmailAddress } from '../keys/email-address.js';
+import type { UnusableKeyState } from '../keys/private-key-policy.js';
 import type { UpsertResult } from '../stores/store.js';
 import type { Logger } from './logger.js';
 
@@ -31,6 +32,8 @@ export interface AuditRecord {
   readonly code?: string | undefined;
   /** For writes: what the store did (added, updated, unchanged). */
   readonly change?: UpsertResult | undefined;
+  /** For writes of a key that is no longer usable: `revoked` or `expired` (an update of a held key). */
+  readonly keyState?: UnusableKeyState | undefined;
   /** Usually already on the request's child logger; given here, it is set explicitly. */
   readonly requestId?: string | undefined;
 }
@@ -51,6 +54,7 @@ export function audit(logger: Logger, record: AuditRecord): void {
     status,
     code: record.code,
     change: record.change,
+    ...(record.keyState === undefined ? {} : { keyState: record.keyState }),
     // Under the one email rule, else escaped as given: Unicode lowercasing made a lookalike's email its victim's.
     email: record.email === undefined ? undefined : (normalizeEmailAddress(record.email) ?? displayEmail(record.email)),
     fingerprints: record.fingerprints.map((fp) => {

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import winston from 'winston';
 import type { LogLevel, LoggerConfig } from '../config/config.js';
+import { logEntriesLost } from '../metrics/ekm-metrics.js';
 import { BoundedOutput, type LossReport } from './bounded-output.js';
 import type { LogFields, Logger } from './logger.js';
 import { LOG_OUTPUTS, type PreparedOutput } from './output-registry.js';
@@ -56,6 +57,8 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
   reporter.on('error', () => undefined);
   const onLoss = (report: LossReport): void => {
     reporter.warn(lossMessage(report), { output: report.output, dropped: report.dropped, failed: report.failed, lastError: report.lastError });
+    if (report.dropped > 0) logEntriesLost.inc({ output: report.output, reason: 'dropped' }, report.dropped);
+    if (report.failed > 0) logEntriesLost.inc({ output: report.output, reason: 'failed' }, report.failed);
   };
   const transports = prepared.map((output) => output.create({ onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout }));
   const base = winston.createLogger({ levels: LEVELS, level: config.level, format, transports, exitOnError: false });

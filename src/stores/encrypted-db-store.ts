@@ -1,13 +1,14 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, EkmError, FingerprintConflictError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import { keyIdsOf } from '../keys/key-ids.js';
 import type { Logger } from '../logging/logger.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
+import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
 
 /** The database file inside `store.db.folder`. */
 export const DB_FILE_NAME = 'ekm.sqlite';
@@ -46,57 +47,143 @@ interface KeyRow {
   readonly record: Buffer;
 }
 
+/** A store whose writes failed tries to open its write connection again at most this often. */
+const WRITER_RETRY_MS = 1000;
+/** How often /health asks the filesystem (and, while writes fail, SQLite) whether a write would work. */
+const WRITE_CHECK_INTERVAL_MS = 1000;
+
 /**
  * The embedded store: SQLite (WAL, synchronous=FULL) shared by every worker process. Nothing is on
  * disk in plaintext: each record is AES-256-GCM with its owner and fingerprint hashes as AAD; emails
  * and fingerprints are indexed by HMAC-SHA256. Keys come from the passphrase through scrypt with a
  * salt stored in the database, and a key-check value refuses a wrong passphrase before anything is
  * written.
+ *
+ * A database that can be read but not written (read-only filesystem, no permission, full disk) is
+ * served read-only: reads go on, writes throw StoreReadOnlyError (503) until they work again.
  */
 export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, deps: StoreDependencies): Promise<Store> {
-  const file = join(config.folder, DB_FILE_NAME);
-  if (existsSync(file)) {
-    // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
-    const ro = openDatabase(file, true);
-    try {
-      deriveAndCheck(ro, config);
-    } finally {
-      ro.close();
-    }
-  } else {
-    try {
-      mkdirSync(config.folder, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw new ConfigError(`Cannot create store.db.folder ${config.folder}: ${(e as NodeJS.ErrnoException).code}`);
-    }
-  }
-  const db = openDatabase(file, false);
+  const store = await openStoreFiles(config, deps.logger);
   try {
-    initialise(db);
-    const store = new EncryptedDbStore(db, deriveAndCheck(db, config), deps.logger);
     // Operator commands index what a previous version stored before they return; a serving process
-    // does it in the background in small batches, answering 503 to key id lookups meanwhile.
-    if (deps.setup === true) await store.indexPending(Number.POSITIVE_INFINITY);
-    else store.startIndexer();
+    // does it in the background in small batches, answering 503 to key id lookups meanwhile. Only
+    // where the store can be written: read-only, it serves what is indexed (see listByKeyId).
+    if (deps.setup === true) {
+      if (store.canWrite()) await store.indexPending(Number.POSITIVE_INFINITY);
+    } else {
+      store.startIndexer();
+    }
     return store;
   } catch (e) {
-    db.close();
+    await store.close();
     throw e;
   }
 }
 
-function openDatabase(file: string, readonly: boolean): Database.Database {
+async function openStoreFiles(config: EncryptedDbStoreConfig, logger: Logger): Promise<EncryptedDbStore> {
+  const files = new DbFiles(config.folder);
+  // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
+  const reader = existsSync(files.db) ? openReader(files) : undefined;
   try {
-    const db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
-    if (!readonly) {
-      db.pragma('journal_mode = WAL');
-      // FULL: a transaction is on disk when commit returns, so an answered 200 survives power loss.
-      db.pragma('synchronous = FULL');
+    const unlocked = reader === undefined ? undefined : unlock(readMeta(reader, files), config);
+    const writer = openWriter(files);
+    if (writer instanceof StoreReadOnlyError) {
+      if (reader === undefined) throw new StoreUnavailableError(`Cannot create the database ${files.db}: ${writer.details}`);
+      if (!unlocked!.checked) {
+        throw new StoreUnavailableError(`The database ${files.db} has no key-check value yet and cannot be written: ${writer.details}`);
+      }
+      return new EncryptedDbStore(files, reader, unlocked!.keys, writer, logger);
     }
+    try {
+      const keys = unlocked?.checked ? unlocked.keys : unlockAndSetCheck(writer, files, config, unlocked?.keys);
+      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer, logger);
+    } catch (e) {
+      writer.close();
+      throw e;
+    }
+  } catch (e) {
+    reader?.close();
+    throw e;
+  }
+}
+
+/** The database file and SQLite's companions, which must be writable too. */
+class DbFiles {
+  readonly db: string;
+  constructor(readonly folder: string) {
+    this.db = join(folder, DB_FILE_NAME);
+  }
+  get all(): readonly string[] {
+    return [this.db, `${this.db}-wal`, `${this.db}-shm`];
+  }
+}
+
+/**
+ * A read-only connection. On a read-only filesystem SQLite reads a WAL database only when its -shm
+ * file is there (it cannot create one); the store keeps it after a clean stop for that reason (see
+ * close()). Opening reads nothing: failures show at the first statement (readMeta).
+ */
+function openReader(files: DbFiles): Database.Database {
+  try {
+    return new Database(files.db, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  } catch (e) {
+    throw unreadable(e, files);
+  }
+}
+
+/**
+ * A read-write connection with the schema in place, or the reason writes are impossible now. Asks
+ * the filesystem first: SQLite would open a read-only file read-only without a word, and fail only
+ * at the first write.
+ */
+function openWriter(files: DbFiles): Database.Database | StoreReadOnlyError {
+  try {
+    mkdirSync(files.folder, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    // A recursive mkdir reports ENOENT on a read-only filesystem: ask the nearest existing folder.
+    const failure = errnoWriteFailure(e, files.folder) ?? folderWriteFailure(nearestExisting(files.folder), []);
+    if (failure !== undefined) return failure;
+    throw new ConfigError(`Cannot create store.db.folder ${files.folder}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const before = folderWriteFailure(files.folder, files.all);
+  if (before !== undefined) return before;
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(files.db, { timeout: BUSY_TIMEOUT_MS });
+    db.pragma('journal_mode = WAL');
+    // FULL: a transaction is on disk when commit returns, so an answered 200 survives power loss.
+    db.pragma('synchronous = FULL');
+    initialise(db);
     return db;
   } catch (e) {
-    throw new ConfigError(`Cannot open the database ${file}: ${describeSqliteError(e)}`);
+    db?.close();
+    const failure = sqliteWriteFailure(e, files.folder, files.all);
+    if (failure !== undefined) return failure;
+    throw unreadable(e, files);
   }
+}
+
+function nearestExisting(folder: string): string {
+  let path = folder;
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  return path;
+}
+
+/**
+ * What an operator reads when the database cannot be read: the filesystem's reason when there is
+ * one (StoreUnavailableError: the service answers 503 until it is back), else "not an EKM database"
+ * for a file SQLite does not recognise (ConfigError).
+ */
+function unreadable(e: unknown, files: DbFiles): ConfigError | StoreUnavailableError {
+  const code = describeSqliteError(e);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') return new ConfigError(`${files.db} is not an EKM database (${code})`);
+  const failure = folderWriteFailure(files.folder, files.all);
+  if (failure !== undefined && code.startsWith('SQLITE_CANTOPEN') && !existsSync(`${files.db}-shm`)) {
+    return new StoreUnavailableError(
+      `Cannot read ${files.db} (${code}): ${failure.details}, and SQLite can read a WAL database there only with its -shm file, which is missing; make store.db.folder writable`,
+    );
+  }
+  return new StoreUnavailableError(`Cannot read ${files.db} (${code}${failure === undefined ? '' : `; ${failure.details}`})`);
 }
 
 function initialise(db: Database.Database): void {
@@ -126,6 +213,7 @@ function initialise(db: Database.Database): void {
  * existing row in `key_ids_pending` (one statement); the indexer empties the queue. The triggers
  * queue every row that any version of the EKM writes, so a database that a previous version wrote
  * to in between (a rollback) is caught up too, and drop a deleted row's entries whoever deleted it.
+ * Runs on the write connection only: a store opened read-only stays at the schema it has.
  */
 function migrate(db: Database.Database): void {
   const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: Buffer } | undefined;
@@ -151,18 +239,36 @@ function migrate(db: Database.Database): void {
   db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('schema', ?)").run(Buffer.from(String(SCHEMA_VERSION)));
 }
 
-function deriveAndCheck(db: Database.Database, config: EncryptedDbStoreConfig): Keys {
-  let meta: Map<string, Buffer>;
+function readMeta(db: Database.Database, files: DbFiles): Map<string, Buffer> {
   try {
     const rows = db.prepare('SELECT name, value FROM meta').all() as { name: string; value: Buffer }[];
-    meta = new Map(rows.map((r) => [r.name, r.value]));
+    return new Map(rows.map((r) => [r.name, r.value]));
   } catch (e) {
-    throw new ConfigError(`${join(config.folder, DB_FILE_NAME)} is not an EKM database (${describeSqliteError(e)})`);
+    if (describeSqliteError(e) === 'SQLITE_ERROR') throw new ConfigError(`${files.db} is not an EKM database (it has no meta table)`);
+    throw unreadable(e, files);
   }
+}
+
+/** The keys the passphrase gives; `checked` when a stored key-check value confirmed them. */
+function unlock(meta: Map<string, Buffer>, config: EncryptedDbStoreConfig, derived?: Keys): { keys: Keys; checked: boolean } {
+  const file = join(config.folder, DB_FILE_NAME);
   const kdf = meta.get('kdf');
   if (meta.get('format')?.toString() !== FORMAT_VERSION || kdf === undefined) {
-    throw new ConfigError(`${join(config.folder, DB_FILE_NAME)} is not an EKM database of a format this version reads`);
+    throw new ConfigError(`${file} is not an EKM database of a format this version reads`);
   }
+  const keys = derived ?? deriveKeys(kdf, config);
+  const check = meta.get('check');
+  if (check === undefined) return { keys, checked: false };
+  const opened = open(keys.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
+  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) {
+    throw new ConfigError(
+      `store.db.encryption.key does not open the database in ${config.folder}: wrong passphrase (nothing was changed)`,
+    );
+  }
+  return { keys, checked: true };
+}
+
+function deriveKeys(kdf: Buffer, config: EncryptedDbStoreConfig): Keys {
   const params = JSON.parse(kdf.toString()) as { N: number; r: number; p: number; maxmem: number; salt: string };
   const master = scryptSync(config.encryptionKey, Buffer.from(params.salt, 'base64'), 32, {
     N: params.N,
@@ -170,24 +276,26 @@ function deriveAndCheck(db: Database.Database, config: EncryptedDbStoreConfig): 
     p: params.p,
     maxmem: params.maxmem,
   });
-  const keys: Keys = {
+  return {
     encryption: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm record encryption', 32)),
     index: Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm index hmac', 32)),
   };
-  const check = meta.get('check');
-  if (check === undefined) {
-    const iv = randomBytes(12);
-    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', Buffer.concat([iv, seal(keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]));
-    // Another process may have won the race with its own check value: verify whatever is stored.
-    return deriveAndCheck(db, config);
+}
+
+/** Unlocks through the write connection, storing the key-check value the first time. */
+function unlockAndSetCheck(db: Database.Database, files: DbFiles, config: EncryptedDbStoreConfig, derived?: Keys): Keys {
+  const unlocked = unlock(readMeta(db, files), config, derived);
+  if (unlocked.checked) return unlocked.keys;
+  const iv = randomBytes(12);
+  try {
+    db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('check', Buffer.concat([iv, seal(unlocked.keys.encryption, iv, CHECK_PLAINTEXT, Buffer.alloc(0))]));
+  } catch (e) {
+    const failure = sqliteWriteFailure(e, files.folder, files.all);
+    throw new StoreUnavailableError(`Cannot store the key-check value in ${files.db}: ${failure?.details ?? describeSqliteError(e)}`);
   }
-  const opened = open(keys.encryption, check.subarray(0, 12), check.subarray(12), Buffer.alloc(0));
-  if (opened === undefined || !timingSafeEqual(opened, CHECK_PLAINTEXT)) {
-    throw new ConfigError(
-      `store.db.encryption.key does not open the database in ${config.folder}: wrong passphrase (nothing was changed)`,
-    );
-  }
-  return keys;
+  // Another process may have won the race with its own check value: verify whatever is stored.
+  const stored = unlock(readMeta(db, files), config, unlocked.keys);
+  return stored.keys;
 }
 
 function seal(key: Buffer, iv: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
@@ -215,52 +323,119 @@ function describeSqliteError(e: unknown): string {
   return typeof code === 'string' ? code : e instanceof Error ? e.message : 'unknown error';
 }
 
+function readStatements(db: Database.Database) {
+  return {
+    probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
+    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
+    page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
+    count: db.prepare('SELECT count(*) FROM keys').pluck(),
+    lastKey: db.prepare('SELECT max(id) FROM keys').pluck(),
+  };
+}
+
+/**
+ * The key id index's statements on the read connection, or undefined while the database has no
+ * index: schema 1, opened read-only, so never migrated (see migrate).
+ */
+function keyIdReadStatements(db: Database.Database) {
+  const hasIndex = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_ids_pending'").pluck().get() !== undefined;
+  if (!hasIndex) return undefined;
+  return {
+    byKeyId: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag = ? ORDER BY k.id'),
+    anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
+    pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key WHERE p.key >= ? ORDER BY p.key LIMIT ?'),
+  };
+}
+
+function writeStatements(db: Database.Database) {
+  return {
+    byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
+    byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
+    insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
+    update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
+    delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
+    writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
+    ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
+    addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
+    indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
+  };
+}
+
+interface Connection<S> {
+  readonly db: Database.Database;
+  readonly statements: S;
+}
+
+/**
+ * Two connections: reads go through a read-only one, which works whether or not the filesystem
+ * lets the store write; writes through a read-write one, absent while writes are impossible. Its
+ * data_version also changes with this process's own writes, so RecentReads needs no special case.
+ */
 class EncryptedDbStore implements Store {
   readonly type = 'EncryptedDbStore';
-  private readonly statements;
+  private reader: Connection<ReturnType<typeof readStatements>>;
+  private writer: Connection<ReturnType<typeof writeStatements>> | undefined;
+  /** Why the last write failed, until one succeeds. */
+  private writeFailure: StoreReadOnlyError | undefined;
+  private lastWriterAttempt = 0;
+  private lastWriteCheck = 0;
   private readonly recent = new RecentReads();
+  /** The read connection's key id statements, once its database has the index. */
+  private keyIdReads: ReturnType<typeof keyIdReadStatements>;
   private indexer: Promise<void> | undefined;
   private closed = false;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly files: DbFiles,
+    reader: Database.Database,
     private readonly keys: Keys,
+    writer: Database.Database | StoreReadOnlyError,
     private readonly logger: Logger,
   ) {
-    this.statements = {
-      probe: db.prepare("SELECT value FROM meta WHERE name = 'check'"),
-      byOwner: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE owner = ? ORDER BY id'),
-      byFp: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE fp = ?'),
-      insert: db.prepare('INSERT INTO keys (owner, fp, iv, record) VALUES (?, ?, ?, ?)'),
-      update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
-      delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
-      page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
-      byKeyId: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag = ? ORDER BY k.id'),
-      anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
-      pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key WHERE p.key >= ? ORDER BY p.key LIMIT ?'),
-      lastKey: db.prepare('SELECT max(id) FROM keys').pluck(),
-      ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
-      addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
-      indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
-      dataVersion: db.prepare('PRAGMA data_version').pluck(),
-    };
+    this.reader = { db: reader, statements: readStatements(reader) };
+    if (writer instanceof StoreReadOnlyError) {
+      this.writeFailure = writer;
+      this.lastWriterAttempt = performance.now();
+    } else {
+      this.writer = { db: writer, statements: writeStatements(writer) };
+    }
   }
 
   async probe(): Promise<void> {
     this.run(() => {
-      const row = this.statements.probe.get() as { value: Buffer } | undefined;
+      const row = this.reader.statements.probe.get() as { value: Buffer } | undefined;
       if (row === undefined) throw new StoreUnavailableError('The key-check record is missing');
       const plain = open(this.keys.encryption, row.value.subarray(0, 12), row.value.subarray(12), Buffer.alloc(0));
       if (plain === undefined) throw new StoreUnavailableError('The key-check record failed its integrity check');
     });
   }
 
+  /**
+   * Whether a write can succeed now, asked of the filesystem (read-only, permission, room for a
+   * byte) and, after a failed write, of SQLite with a one-row write; either at most once per
+   * WRITE_CHECK_INTERVAL_MS, the last answer standing in between. So /health sees writes fail
+   * before anyone's PUT does, and come back without one.
+   */
+  async probeWrites(): Promise<'up'> {
+    const writer = this.writable();
+    if (performance.now() - this.lastWriteCheck < WRITE_CHECK_INTERVAL_MS) {
+      if (this.writeFailure !== undefined) throw this.writeFailure;
+      return 'up';
+    }
+    this.lastWriteCheck = performance.now();
+    const failure = folderWriteFailure(this.files.folder, this.files.all);
+    if (failure !== undefined) throw this.writeFailed(failure);
+    if (this.writeFailure !== undefined) this.write(() => writer.statements.writeProbe.run());
+    return 'up';
+  }
+
   async listByEmail(email: string): Promise<StoredKey[]> {
     return this.run(() => {
-      this.recent.forgetIfChanged(this.statements.dataVersion.get() as number);
+      this.recent.forgetIfChanged(this.reader.statements.dataVersion.get() as number);
       const known = this.recent.get(email);
       if (known !== undefined) return [...known];
-      const keys = (this.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
+      const keys = (this.reader.statements.byOwner.all(this.hash('email', email)) as KeyRow[]).map((r) => this.decrypt(r));
       this.recent.set(email, keys);
       return [...keys];
     });
@@ -268,25 +443,30 @@ class EncryptedDbStore implements Store {
 
   async listByKeyId(id: string): Promise<StoredKey[]> {
     return this.run(() => {
+      const statements = this.keyIdIndex();
       // Until every row is indexed an answer could miss a key: a 503, never a short list.
-      if (this.statements.anyPending.get() === 1) {
+      if (statements?.anyPending.get() !== 0) {
         this.startIndexer();
-        throw new StoreUnavailableError('The key id index is still being built; try again shortly');
+        throw new StoreUnavailableError(
+          this.writeFailure === undefined
+            ? 'The key id index is still being built; try again shortly'
+            : `The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`,
+        );
       }
-      return (this.statements.byKeyId.all(this.hash('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
+      return (statements.byKeyId.all(this.hash('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
     });
   }
 
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
-    // This connection's own commits do not change data_version: forget what it read.
-    this.recent.clear();
+    // Computed before the write connection is taken: it may be gone after the await.
+    const idTags = (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id));
+    const { db, statements } = this.writable();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
-    const idTags = (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id));
-    return this.run(() =>
-      this.db
+    return this.write(() =>
+      db
         .transaction((): UpsertResult => {
-          const existing = this.statements.byFp.get(fp) as KeyRow | undefined;
+          const existing = statements.byFp.get(fp) as KeyRow | undefined;
           if (existing !== undefined && !existing.owner.equals(owner)) throw new FingerprintConflictError();
           if (existing !== undefined) {
             const old = this.decrypt(existing);
@@ -294,28 +474,32 @@ class EncryptedDbStore implements Store {
           }
           // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
           // sharing the file or --import can add a key between this count and the insert.
-          if (limits !== undefined) checkOwnerKeyLimits((this.statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
+          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
           // The triggers queue the row and drop its old ids; its new ids go in with it.
-          const id = existing === undefined ? Number(this.statements.insert.run(owner, fp, iv, record).lastInsertRowid) : existing.id;
-          if (existing !== undefined) this.statements.update.run(iv, record, id);
-          this.addKeyIds(id, idTags);
+          const id = existing === undefined ? Number(statements.insert.run(owner, fp, iv, record).lastInsertRowid) : existing.id;
+          if (existing !== undefined) statements.update.run(iv, record, id);
+          addKeyIds(statements, id, idTags);
           return existing === undefined ? 'added' : 'updated';
         })
         .immediate(),
     );
   }
 
+  async count(): Promise<number> {
+    return this.run(() => this.reader.statements.count.get() as number);
+  }
+
   async delete(email: string, fingerprint: string): Promise<boolean> {
-    this.recent.clear();
-    return this.run(() => this.statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
+    const { statements } = this.writable();
+    return this.write(() => statements.delete.run(this.hash('email', email), this.hash('fingerprint', fingerprint)).changes > 0);
   }
 
   async *all(): AsyncIterable<StoredKey> {
     let after = 0;
     for (;;) {
-      const rows = this.run(() => this.statements.page.all(after) as KeyRow[]);
+      const rows = this.run(() => this.reader.statements.page.all(after) as KeyRow[]);
       if (rows.length === 0) return;
       for (const row of rows) yield this.decrypt(row);
       after = rows[rows.length - 1]!.id;
@@ -326,34 +510,58 @@ class EncryptedDbStore implements Store {
     this.closed = true;
     await this.indexer?.catch(() => undefined);
     this.recent.clear();
-    this.db.close();
+    if (this.writer !== undefined) {
+      // Everything into the database file, so that a copy of it alone is whole; best effort and
+      // without waiting, as other workers may be reading.
+      try {
+        this.writer.db.pragma('busy_timeout = 0');
+        this.writer.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // busy or unwritable: the -wal keeps the commits, which are durable there too
+      }
+      this.writer.db.close();
+    }
+    // The read-only connection closes last, so SQLite leaves the -wal and -shm files in place: a
+    // later start on a read-only filesystem can read the database only with them.
+    this.reader.db.close();
+  }
+
+  /** Whether the write connection is open (writes may still fail; see write()). */
+  canWrite(): boolean {
+    return this.writer !== undefined;
   }
 
   /**
    * Indexes up to `limit` queued rows, a batch per transaction, from row `from` on and then from the
    * start; resolves, with where to go on from, when the queue is empty or the limit reached. A row
-   * rewritten while its ids were computed stays queued for the next batch.
+   * rewritten while its ids were computed stays queued for the next batch. Writes through the
+   * write connection like any write: throws StoreReadOnlyError, before parsing anything, while the
+   * store cannot be written, and a write failure puts the store in read-only mode (reads go on).
    */
   async indexPending(limit: number, from = 0): Promise<number> {
     for (let done = 0; done < limit && !this.closed; ) {
-      const rows = this.run(() => this.statements.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[]);
+      this.writable();
+      const rows = this.run(() => this.keyIdIndex()?.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[] | undefined) ?? [];
       if (rows.length === 0 && from > 0) {
         from = 0;
         continue;
       }
       if (rows.length === 0) return from;
       from = rows[rows.length - 1]!.id + 1;
-      const indexed = await Promise.all(rows.map(async (row) => {
-        const key = this.decrypt(row);
-        return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
-      }));
+      const indexed = await Promise.all(
+        rows.map(async (row) => {
+          const key = this.decrypt(row);
+          return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
+        }),
+      );
       if (this.closed) return from;
-      this.run(() =>
-        this.db
+      const { db, statements } = this.writable();
+      this.write(() =>
+        db
           .transaction(() => {
             for (const { row, tags } of indexed) {
-              const iv = this.statements.ivOf.get(row.id) as Buffer | undefined;
-              if (iv !== undefined && iv.equals(row.iv)) this.addKeyIds(row.id, tags);
+              const iv = statements.ivOf.get(row.id) as Buffer | undefined;
+              if (iv !== undefined && iv.equals(row.iv)) addKeyIds(statements, row.id, tags);
             }
           })
           .immediate(),
@@ -363,18 +571,27 @@ class EncryptedDbStore implements Store {
     return from;
   }
 
-  /** Starts the background indexer unless it runs; a failure is logged and retried by the next lookup. */
+  /**
+   * Starts the background indexer unless it runs; it stops when the queue is empty, when the store
+   * cannot be written (the next key id lookup starts it again) or on a failure (logged).
+   */
   startIndexer(): void {
+    if (this.closed) return;
     this.indexer ??= (async () => {
+      // Throws while the store cannot be written; when that has passed, it reopens the write
+      // connection, which gives a database opened read-only at schema 1 its index.
+      this.writable();
       // Each worker starts somewhere else in the queue, so several of them share the work.
-      let from = Math.floor(Math.random() * ((this.run(() => this.statements.lastKey.get()) as number | null) ?? 0));
-      while (!this.closed && this.run(() => this.statements.anyPending.get()) === 1) {
+      let from = Math.floor(Math.random() * ((this.run(() => this.reader.statements.lastKey.get()) as number | null) ?? 0));
+      while (!this.closed && this.run(() => this.keyIdIndex()?.anyPending.get()) === 1) {
         from = await this.indexPending(INDEX_BATCH, from);
         // Not unref'd: close() waits for the indexer, which must get past its pause to see `closed`.
         await new Promise((resolve) => setTimeout(resolve, INDEX_PAUSE_MS));
       }
     })()
       .catch((e: unknown) => {
+        // Read-only: /health and every write already say so, and lookups answer 503 naming it.
+        if (e instanceof StoreReadOnlyError) return;
         this.logger.warn('Indexing key ids failed; retried by the next key id lookup', { error: e instanceof Error ? e.message : 'unknown error' });
       })
       .finally(() => {
@@ -382,9 +599,75 @@ class EncryptedDbStore implements Store {
       });
   }
 
-  private addKeyIds(id: number, tags: readonly Buffer[]): void {
-    for (const tag of tags) this.statements.addKeyId.run(tag, id);
-    this.statements.indexed.run(id);
+  /** The read connection's key id statements; undefined while its database has no index yet. */
+  private keyIdIndex(): ReturnType<typeof keyIdReadStatements> {
+    this.keyIdReads ??= keyIdReadStatements(this.reader.db);
+    return this.keyIdReads;
+  }
+
+  /**
+   * The write connection, opened again (at most once per WRITER_RETRY_MS) when writes were
+   * impossible; throws the reason while they still are.
+   */
+  private writable(): Connection<ReturnType<typeof writeStatements>> {
+    if (this.writer !== undefined) return this.writer;
+    if (performance.now() - this.lastWriterAttempt >= WRITER_RETRY_MS) {
+      this.lastWriterAttempt = performance.now();
+      this.writeFailure = folderWriteFailure(this.files.folder, this.files.all) ?? this.reconnect();
+      if (this.writeFailure === undefined) return this.writer!;
+    }
+    throw this.writeFailure!;
+  }
+
+  /**
+   * Both connections anew, once the filesystem takes writes again; the reason when SQLite still
+   * cannot write. The reader goes first: SQLite shares one mapping of the -shm among a process's
+   * connections, and a reader that opened on a read-only filesystem mapped it read-only, which
+   * would leave the new writer read-only too.
+   */
+  private reconnect(): StoreReadOnlyError | undefined {
+    this.reader.db.close();
+    let writer: Database.Database | StoreReadOnlyError;
+    try {
+      writer = openWriter(this.files);
+    } finally {
+      const reader = openReader(this.files);
+      this.reader = { db: reader, statements: readStatements(reader) };
+      this.keyIdReads = undefined;
+      this.recent.clear();
+    }
+    if (writer instanceof StoreReadOnlyError) return writer;
+    this.writer = { db: writer, statements: writeStatements(writer) };
+    return undefined;
+  }
+
+  /**
+   * Runs a write. A failure the filesystem explains becomes StoreReadOnlyError; a read-only or
+   * forbidden filesystem also drops the write connection, to be opened again once it is writable.
+   */
+  private write<T>(op: () => T): T {
+    // This connection's own commits change the reader's data_version, but a failed write must not
+    // leave anything cached either.
+    this.recent.clear();
+    try {
+      const result = this.run(op);
+      this.writeFailure = undefined;
+      return result;
+    } catch (e) {
+      const failure = e instanceof StoreReadOnlyError ? e : sqliteWriteFailure((e as Error).cause, this.files.folder, this.files.all);
+      if (failure === undefined) throw e;
+      throw this.writeFailed(failure);
+    }
+  }
+
+  private writeFailed(failure: StoreReadOnlyError): StoreReadOnlyError {
+    this.writeFailure = failure;
+    this.lastWriterAttempt = performance.now();
+    if (failure.reason !== 'disk-full' && this.writer !== undefined) {
+      this.writer.db.close();
+      this.writer = undefined;
+    }
+    return failure;
   }
 
   private hash(kind: 'email' | 'fingerprint' | 'keyid', value: string): Buffer {
@@ -461,6 +744,12 @@ function parseRecord(plain: Buffer): { e: string; f: string; k: string; p: strin
   } catch {
     return undefined;
   }
+}
+
+/** Files the key of row `id` under each of its key id tags, and takes the row off the indexer's queue. */
+function addKeyIds(statements: ReturnType<typeof writeStatements>, id: number, tags: readonly Buffer[]): void {
+  for (const tag of tags) statements.addKeyId.run(tag, id);
+  statements.indexed.run(id);
 }
 
 /** Binds a record to its row: a ciphertext moved to another owner or fingerprint fails to open. */

@@ -17,7 +17,8 @@ export type UpsertResult = 'added' | 'updated' | 'unchanged';
 
 /**
  * Where keys live. Every method either does what it says or throws: StoreUnavailableError (503) when
- * the backend cannot be reached or read, FingerprintConflictError (409) from upsert. A method never
+ * the backend cannot be reached or read, StoreReadOnlyError (503) from upsert and delete when it can
+ * be read but not written, FingerprintConflictError (409) from upsert. A method never
  * answers "nothing" because the backend failed: clients delete keys the EKM does not return.
  * Safe with one process per CPU using the same backend at once; nothing is cached that could serve
  * a deleted key.
@@ -27,6 +28,13 @@ export interface Store {
   readonly type: string;
   /** One real round trip to the backend (a LOCATE or equivalent); resolves when it succeeded. */
   probe(): Promise<void>;
+  /**
+   * Whether a write could succeed now, for /health, without writing a key: 'up', or 'unchecked'
+   * from a store that cannot tell cheaply; throws StoreReadOnlyError naming the cause (read-only
+   * filesystem, permission, full disk) when writes would fail. Absent: 'unchecked' (Pkcs11Store,
+   * KmipStore: neither protocol tells whether a write would succeed short of making one).
+   */
+  probeWrites?(): Promise<'up' | 'unchecked'>;
   /** The keys stored for this email (normalised by the caller: keys/email-address.ts), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
@@ -44,6 +52,11 @@ export interface Store {
   upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult>;
   /** Deletes the key of this email and fingerprint; false when there was none. */
   delete(email: string, fingerprint: string): Promise<boolean>;
+  /**
+   * How many keys are stored, for the metrics; only stores that can count cheaply (a database)
+   * implement it: on an HSM or key server it would walk every object.
+   */
+  count?(): Promise<number>;
   /** Every stored key, for export. */
   all(): AsyncIterable<StoredKey>;
   /** Releases connections and handles; the store is unusable afterwards. */

@@ -70,6 +70,8 @@ describe('config validation', () => {
     assert.equal(config.api.https, undefined);
     assert.equal(config.api.corsOrigins, undefined);
     assert.equal(config.api.keyProvisioning, 'client');
+    assert.deepEqual(config.api.trustedProxies, []);
+    assert.equal(config.api.metrics, undefined);
     assert.deepEqual(config.api.keyLimits, { maxKeys: 10, maxBytes: 1048576 });
     assert.deepEqual(config.logger.types, ['StdoutLogger']);
     assert.equal(config.logger.level, 'info');
@@ -109,6 +111,17 @@ describe('config validation', () => {
     refused({ 'store.type': 'KmipStore' }, "Property 'store.kmip.hostname' not found in /etc/ekm/test.properties");
     refused({ 'store.type': 'Pkcs11Store' }, "Property 'store.pkcs11.module' not found in /etc/ekm/test.properties");
     refused({ 'logger.types': 'SplunkHttpLogger' }, "Property 'logger.splunk.url' not found in /etc/ekm/test.properties");
+  });
+
+  it('reads the metrics listener and the trusted proxies, naming an entry that is not an address or CIDR', () => {
+    const config = parse({ 'api.metrics.port': '9356', 'api.proxy.trusted': '127.0.0.1, 10.0.0.0/8,::1,fd00::/8' });
+    assert.deepEqual(config.api.metrics, { hostname: '127.0.0.1', port: 9356 });
+    assert.deepEqual(config.api.trustedProxies, ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8']);
+    assert.deepEqual(parse({ 'api.metrics.port': '9356', 'api.metrics.hostname': '0.0.0.0' }).api.metrics, { hostname: '0.0.0.0', port: 9356 });
+    assert.throws(() => parse({ 'api.metrics.port': 'on' }), /\[on\] is not a valid option for property \[api.metrics.port\]/);
+    assert.throws(() => parse({ 'api.proxy.trusted': '127.0.0.1,proxy.internal' }), /\[proxy.internal\] is not a valid option for property \[api.proxy.trusted\]; expected an IPv4 or IPv6 address, or a CIDR/);
+    assert.throws(() => parse({ 'api.proxy.trusted': '10.0.0.0/40' }), /\[10.0.0.0\/40\] is not a valid option for property \[api.proxy.trusted\]; the prefix length must be a whole number from 0 to 32/);
+    assert.throws(() => parse({ 'api.proxy.trusted': '10.0.0.1,' }), /\[api.proxy.trusted\]; expected a comma-separated list/);
   });
 
   it('refuses org.domains that the email rule would not accept as a domain (lookalikes, ports, Unicode)', () => {

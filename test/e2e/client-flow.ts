@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { request, type Answer } from '../support/http-client.js';
-import { makePrivateKey, twoKeysInOneArmor } from '../support/openpgp-keys.js';
+import { makePrivateKey, revoked, twoKeysInOneArmor } from '../support/openpgp-keys.js';
 import { TestPki } from '../support/test-pki.js';
 
 const AUDIENCE = 'ekm-e2e-extension';
@@ -187,6 +187,24 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     }
     assert.deepEqual((await call(`/keys/public/${'0'.repeat(16)}`)).json, { publicKeys: [] });
     assertError(await call(`/keys/public/${alice.fingerprint.slice(-15)}`), 400);
+  });
+
+  it('takes a revocation of a held key and serves it; refuses a revoked key nobody holds', async () => {
+    const grace = await makePrivateKey('grace@example.com');
+    armoredSecrets.push(grace.armored);
+    const token = await mint({ email: 'grace@example.com', email_verified: true });
+    const revokedGrace = await revoked(grace.armored);
+    armoredSecrets.push(revokedGrace);
+    assertError(await putKey(token, { privateKey: revokedGrace }), 400, /The key is revoked/, 'a revoked key nobody holds');
+    assert.equal((await putKey(token, { privateKey: grace.armored })).status, 200);
+    const put = await putKey(token, { privateKey: revokedGrace });
+    assert.equal(put.status, 200, put.text);
+    const get = await call('/v1/keys/private', { headers: auth(token) });
+    assert.equal(get.json.privateKeys.length, 1);
+    const { readPrivateKey } = await import('openpgp');
+    const served = await readPrivateKey({ armoredKey: get.json.privateKeys[0].decryptedPrivateKey });
+    assert.equal(served.getFingerprint().toUpperCase(), grace.fingerprint);
+    assert.equal(await served.isRevoked(), true, 'the apps get the revoked key');
   });
 
   it('accepts the legacy paths and bodies of older clients', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load-config.js';
-import { ConfigError } from '../../src/errors.js';
+import { AuthenticationError, ConfigError } from '../../src/errors.js';
 import { configText, startInProcessApp } from '../support/in-process-app.js';
 
 const FIREFOX_ORIGIN = 'moz-extension://39553fca-76d4-4791-bf00-b4dfede6fd45';
@@ -15,7 +15,11 @@ describe('routing and CORS of the app, in process', () => {
   let close: () => Promise<void>;
 
   before(async () => {
-    ({ base, close } = await startInProcessApp([`api.cors.origins=${CHROME_ORIGIN},moz-extension://*`]));
+    // Routing is under test: every token is refused, so a known private-key route answers 401 and an unknown one 404.
+    const refuse = async () => {
+      throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header');
+    };
+    ({ base, close } = await startInProcessApp({ authenticator: { authenticate: refuse }, properties: [`api.cors.origins=${CHROME_ORIGIN},moz-extension://*`] }));
   });
 
   after(async () => {

@@ -19,7 +19,7 @@ function bodyApp(logger: MemoryLogger): Koa<EkmState> {
   const app = new Koa<EkmState>();
   app.silent = true;
   app.use(lingeringClose);
-  app.use(accessLogMiddleware(logger));
+  app.use(accessLogMiddleware(logger, []));
   app.use(errorMiddleware);
   app.use(async (ctx) => {
     if (ctx.path === '/refuse') throw new AuthenticationError('ERR_TOKEN_MISSING', 'No token');

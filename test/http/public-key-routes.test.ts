@@ -12,7 +12,8 @@ describe('public keys by email, fingerprint or long key id, in process over a re
   let second: Awaited<ReturnType<typeof makeRealKey>>;
 
   before(async () => {
-    ({ store, base, close } = await startInProcessApp());
+    // Public keys need no token: any use of the authenticator fails the test.
+    ({ store, base, close } = await startInProcessApp({ authenticator: { authenticate: async () => assert.fail('public key routes need no token') } }));
     [alice, second] = await Promise.all([makeRealKey('alice@example.com'), makeRealKey('alice@example.com')]);
     await store.upsert(alice.key);
     await store.upsert(second.key);

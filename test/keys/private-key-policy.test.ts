@@ -3,7 +3,7 @@ import { before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
 import { KeyRejectedError } from '../../src/errors.js';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
-import { makePrivateKey, makePrivateKeyWithUserIds, twoKeysInOneArmor } from '../support/openpgp-keys.js';
+import { makePrivateKey, makePrivateKeyWithUserIds, revoked, twoKeysInOneArmor, withForeignRevocation } from '../support/openpgp-keys.js';
 
 const rejected = (promise: Promise<unknown>, message: RegExp) =>
   assert.rejects(promise, (e: unknown) => {
@@ -50,6 +50,27 @@ describe('private key policy', () => {
     await rejected(validatePrivateKey(`${alice.armored}\n${bob.armored}`, 'alice@example.com'), /Exactly one private key is expected, found 2 armored blocks/);
     const both = await twoKeysInOneArmor(alice.armored, bob.armored);
     await rejected(validatePrivateKey(both, 'alice@example.com'), /Exactly one private key is expected, found 2$/);
+  });
+
+  it('takes a revoked or expired key only as an update of a fingerprint the owner holds', async () => {
+    const revokedAlice = await revoked(alice.armored);
+    const holds = (fingerprints: string[]) => async () => fingerprints;
+    await rejected(validatePrivateKey(revokedAlice, 'alice@example.com'), /The key is revoked/);
+    await rejected(validatePrivateKey(revokedAlice, 'alice@example.com', {}, new Date(), holds(['0'.repeat(40)])), /The key is revoked/);
+    const update = await validatePrivateKey(revokedAlice, 'alice@example.com', {}, new Date(), holds([alice.fingerprint]));
+    assert.equal(update.condition, 'revoked');
+    assert.equal(update.fingerprint, alice.fingerprint);
+    assert.equal(await (await openpgp.readKey({ armoredKey: update.publicKey })).isRevoked(), true, 'the public key carries the revocation');
+    const expired = await makePrivateKey('old@example.com', { expired: true });
+    await rejected(validatePrivateKey(expired.armored, 'old@example.com', {}, new Date(), holds([])), /expired/);
+    assert.equal((await validatePrivateKey(expired.armored, 'old@example.com', {}, new Date(), holds([expired.fingerprint]))).condition, 'expired');
+    assert.equal((await validatePrivateKey(alice.armored, 'alice@example.com')).condition, 'valid');
+    // A revocation signature made by another key revokes nothing: the key stays valid.
+    const other = await makePrivateKey('mallory@example.com');
+    const forged = await validatePrivateKey(await withForeignRevocation(alice.armored, other.armored), 'alice@example.com');
+    assert.equal(forged.condition, 'valid');
+    // Still the owner's key: a revoked key of someone else is refused whoever holds what.
+    await rejected(validatePrivateKey(revokedAlice, 'bob@example.com', {}, new Date(), holds([alice.fingerprint])), /no user id for bob@example.com/);
   });
 
   it('checks what a legacy client claims about its key', async () => {

@@ -33,6 +33,16 @@ describe('audit trail', () => {
     });
   });
 
+  it('says when a written key is revoked or expired (an update of a held key)', () => {
+    const logger = new MemoryLogger();
+    const base = { event: 'private-key.write' as const, email: 'alice@example.com', fingerprints: ['A1B2C3D4E5F607189A0BC1D2E3F4A5B6C7D8E9F0'], clientAddress: '::1', userAgent: undefined, status: 200, change: 'updated' as const };
+    audit(logger, { ...base, keyState: 'revoked' });
+    audit(logger, { ...base, keyState: 'expired' });
+    audit(logger, base);
+    assert.deepEqual(logger.entries.map((e) => e.fields['keyState']), ['revoked', 'expired', undefined]);
+    assert.equal('keyState' in logger.entries[2]!.fields, false);
+  });
+
   it('records refusals and errors, and never takes anything but a fingerprint for one', () => {
     const logger = new MemoryLogger();
     const base = { email: undefined, clientAddress: '::1', userAgent: undefined };

@@ -26,6 +26,8 @@ const UNIT = 'flowcrypt-ekm.service';
 /** `systemd-analyze security` exposure (0-10) the unit must not exceed. */
 const MAX_EXPOSURE = 2.0;
 const AUDIENCE = 'ekm-package-test';
+/** What Node.js writes on stderr for a runtime or deprecation warning: "(node:1234) [DEP0040] DeprecationWarning: ...". */
+const NODE_WARNING = /\(node:\d+\)|\b[A-Z]\w*Warning: /;
 const EMAIL = 'alice@example.com';
 
 function skipReason(): string | false {
@@ -171,15 +173,25 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/examples/flowcrypt-email-key-manager.properties')));
   });
 
-  step('puts flowcrypt-ekm on the PATH, running the bundled Node.js', async () => {
-    assert.equal((await container.sh('flowcrypt-ekm --version')).trim(), `flowcrypt-ekm ${version}`);
-    assert.match(await container.sh('flowcrypt-ekm --help'), /--test-store-connection/);
+  const assertNoNodeWarning = (output: string, what: string) =>
+    assert.doesNotMatch(output, NODE_WARNING, `Node.js printed a warning in ${what}:\n${output}`);
+
+  step('puts flowcrypt-ekm on the PATH, running the bundled Node.js 24, which prints no warning', async () => {
+    // The runtime that built and tested the package (scripts/node24.sh's) is the one it carries.
+    assert.equal((await container.sh('/usr/lib/flowcrypt-ekm/bin/node --version')).trim(), process.version);
+    assert.match(process.version, /^v24\./);
+    const versionOutput = await container.sh('flowcrypt-ekm --version 2>&1');
+    assert.equal(versionOutput.trim(), `flowcrypt-ekm ${version}`);
+    const help = await container.sh('flowcrypt-ekm --help 2>&1');
+    assert.match(help, /--test-store-connection/);
+    assertNoNodeWarning(help, 'flowcrypt-ekm --help');
     assert.notEqual((await container.exec(['sh', '-c', 'command -v node'])).code, 0, 'no node on the PATH of the base system');
   });
 
   step('flowcrypt-ekm --test-store-connection succeeds with the installed configuration, run by root', async () => {
     const out = await container.sh('cd /root && flowcrypt-ekm --test-store-connection 2>&1');
     assert.match(out, /success/);
+    assertNoNodeWarning(out, 'flowcrypt-ekm --test-store-connection');
     // Run by root, it ran as the service user: the database files it made stay usable by the service.
     assert.equal((await container.sh(`find ${DATA} ! -user flowcrypt-ekm`)).trim(), '');
   });
@@ -200,6 +212,9 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.equal(health.storeStatus, 'up');
     assert.equal(await unitProperty('User'), 'flowcrypt-ekm');
     assert.equal(await unitProperty('NRestarts'), '0');
+    // A core dump would hold decrypted keys: the running primary has no core file size to write.
+    assert.equal(await unitProperty('LimitCORE'), '0');
+    assert.match(await container.sh(`cat /proc/${await unitProperty('MainPID')}/limits`), /^Max core file size\s+0\s+0\s/m);
   });
 
   step('stores and returns a private key, with a token of an identity provider configured in /etc', async () => {
@@ -246,6 +261,12 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.notEqual(await unitProperty('MainPID'), before);
     await assertKeyServed();
     assert.equal(await unitProperty('NRestarts'), '0');
+  });
+
+  step('Node.js printed no runtime or deprecation warning in the service (three starts, a PUT, GETs, JWKS over HTTPS)', async () => {
+    const journal = ok(await container.exec(['journalctl', '-u', UNIT, '--no-pager', '-o', 'cat']), 'journalctl');
+    assert.match(journal, /EKM listening on/, 'the journal holds the service output');
+    assertNoNodeWarning(journal, `the journal of ${UNIT}`);
   });
 
   step('systemctl stop ends the service cleanly (SIGTERM, exit 0, no restart)', async () => {

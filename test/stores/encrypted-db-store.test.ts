@@ -9,6 +9,7 @@ import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { downgradeToSchema1 } from './previous-schema.js';
 import { makeKey, makeRealKey, runStoreConformance } from './store-conformance.js';
 
 const deps = { logger: new MemoryLogger() };
@@ -24,15 +25,7 @@ runStoreConformance('EncryptedDbStore', async () => {
 });
 
 describe('EncryptedDbStore key id index migration', () => {
-  /** Turns the database back into what the previous version (schema 1) wrote: no index, no triggers. */
-  const downgrade = (config: EncryptedDbStoreConfig) => {
-    const raw = new Database(join(config.folder, DB_FILE_NAME));
-    raw.exec(`
-      DROP TRIGGER keys_queue_insert; DROP TRIGGER keys_queue_update; DROP TRIGGER keys_drop_ids;
-      DROP TABLE key_ids; DROP TABLE key_ids_pending; DELETE FROM meta WHERE name = 'schema';
-    `);
-    raw.close();
-  };
+  const downgrade = (config: EncryptedDbStoreConfig) => downgradeToSchema1(config.folder);
 
   it('indexes the keys of a previous version at open by an operator command', async () => {
     const config = freshConfig();

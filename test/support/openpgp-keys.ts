@@ -45,3 +45,21 @@ export async function withNewExpiry(armored: string, email: string): Promise<str
   const { privateKey: renewed } = await openpgp.reformatKey({ privateKey, userIDs: [{ name: 'Test User', email }], keyExpirationTime: 365 * 86400, format: 'armored', config: { minRSABits: 512 } });
   return renewed;
 }
+
+/** The same key revoked by its own revocation signature: what an administrator's revocation looks like. */
+export async function revoked(armored: string): Promise<string> {
+  const privateKey = await openpgp.readPrivateKey({ armoredKey: armored });
+  const { privateKey: revokedKey } = await openpgp.revokeKey({ key: privateKey, format: 'armored', config: { minRSABits: 512 } });
+  return revokedKey;
+}
+
+/** The key with a revocation signature made by another key: not a revocation of this key. */
+export async function withForeignRevocation(armored: string, foreignArmored: string): Promise<string> {
+  const key = await openpgp.readPrivateKey({ armoredKey: armored });
+  const foreign = await openpgp.readPrivateKey({ armoredKey: await revoked(foreignArmored) });
+  const packets = key.toPacketList();
+  const foreignRevocation = foreign.revocationSignatures[0]!;
+  const list = new openpgp.PacketList<openpgp.AnyPacket>();
+  list.push(packets[0]!, foreignRevocation, ...packets.slice(1));
+  return openpgp.armor(openpgp.enums.armor.privateKey, list.write());
+}

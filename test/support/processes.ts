@@ -19,6 +19,16 @@ export function childPids(pid: number): number[] {
     .map(Number);
 }
 
+/** Whether a process of this PID exists (signal 0 checks without sending anything). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A free TCP port on 127.0.0.1 (bound and released: good enough for tests and benchmarks). */
 export async function freePort(): Promise<number> {
   const server = createServer();

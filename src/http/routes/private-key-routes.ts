@@ -4,9 +4,9 @@ import type { Acl } from '../../acl/acl.js';
 import type { Authenticator, Identity } from '../../auth/authenticator.js';
 import type { Config } from '../../config/config.js';
 import { EkmError, MethodNotAllowedError } from '../../errors.js';
-import { validatePrivateKey, type ClaimedKeyFacts } from '../../keys/private-key-policy.js';
-import { audit, type AuditEvent } from '../../logging/audit-trail.js';
-import type { Store, UpsertResult } from '../../stores/store.js';
+import { unusableStateOf, validatePrivateKey, type ClaimedKeyFacts } from '../../keys/private-key-policy.js';
+import { audit, type AuditEvent, type AuditRecord } from '../../logging/audit-trail.js';
+import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 import { optionalStringField, readJsonObject, stringField } from '../json-body.js';
 
@@ -57,11 +57,13 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
       }
       const body = await readJsonObject(ctx);
       const { armored, claimed } = submittedKey(body);
-      const key = await validatePrivateKey(armored, identity.email, claimed);
+      // A revoked or expired key is taken only as an update of one the user holds (how a revocation reaches the apps).
+      const held = async () => (await store.listByEmail(identity.email)).map((k) => k.fingerprint);
+      const key = await validatePrivateKey(armored, identity.email, claimed, new Date(), held);
       const result = await store.upsert(key, config.api.keyLimits);
       ctx.set('Cache-Control', 'no-store');
       ctx.body = {};
-      return { fingerprints: [key.fingerprint], change: result };
+      return { fingerprints: [key.fingerprint], change: result, keyState: unusableStateOf(key) };
     });
   };
 
@@ -85,21 +87,24 @@ function submittedKey(body: Record<string, unknown>): { armored: string; claimed
   };
 }
 
+/** What a key operation that succeeded tells its audit entry. */
+type AuditedOutcome = Pick<AuditRecord, 'fingerprints' | 'change' | 'keyState'>;
+
 /** Runs a key operation and writes its audit entry, whatever the outcome. */
 async function audited(
   ctx: Ctx,
   event: AuditEvent,
   identity: Identity,
-  op: () => Promise<{ fingerprints: string[]; change?: UpsertResult }>,
+  op: () => Promise<AuditedOutcome>,
 ): Promise<void> {
-  let outcome: { fingerprints: string[]; change?: UpsertResult };
+  let outcome: AuditedOutcome;
   try {
     outcome = await op();
   } catch (e) {
     auditRefusal(ctx, event, identity, e);
     throw e;
   }
-  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: outcome.fingerprints, change: outcome.change, status: 200 });
+  audit(ctx.state.logger, { ...auditContext(ctx, event, identity), fingerprints: outcome.fingerprints, change: outcome.change, keyState: outcome.keyState, status: 200 });
 }
 
 /** The audit entry of a key operation that was refused or failed (identity undefined: before the token was verified). */
@@ -109,5 +114,5 @@ function auditRefusal(ctx: Ctx, event: AuditEvent, identity: Identity | undefine
 }
 
 function auditContext(ctx: Ctx, event: AuditEvent, identity: Identity | undefined) {
-  return { event, email: identity?.email, clientAddress: ctx.ip, userAgent: ctx.get('User-Agent') || undefined };
+  return { event, email: identity?.email, clientAddress: ctx.state.clientAddress, userAgent: ctx.get('User-Agent') || undefined };
 }

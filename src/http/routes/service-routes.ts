@@ -4,23 +4,34 @@ import { EkmError } from '../../errors.js';
 import type { Store } from '../../stores/store.js';
 import type { EkmState } from '../ekm-state.js';
 
-/** `/` (is the node up), `/health` (can it reach the store), `/error` (does error alerting work). */
+/** `/` (is the node up), `/health` (can it read and write the store), `/error` (does error alerting work). */
 export function serviceRoutes(router: Router<EkmState>, config: Config, store: Store): void {
   router.get('/', (ctx) => {
     ctx.body = { service: 'email-key-manager', orgId: config.org.id, authenticator: config.auth.type, acl: config.acl.type, store: store.type };
   });
   router.get('/health', async (ctx) => {
     const started = process.hrtime.bigint();
+    ctx.set('Cache-Control', 'no-store');
     try {
       await store.probe();
-      ctx.body = { storeType: store.type, storeStatus: 'up', latencyMs: Number(process.hrtime.bigint() - started) / 1e6 };
     } catch (e) {
       const details = e instanceof EkmError ? e.details : 'Store probe failed';
       ctx.state.logger.warn('Health check: store is down', { storeType: store.type, details });
       ctx.status = 503;
-      ctx.set('Cache-Control', 'no-store');
-      ctx.body = { code: 503, message: 'Key store is unavailable', details, storeType: store.type, storeStatus: 'down' };
+      ctx.body = { code: 503, message: 'Key store is unavailable', details, storeType: store.type, storeStatus: 'down', storeWrites: 'failing' };
+      return;
     }
+    const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const writes = await probeWrites(store);
+    if (writes.status === 'failing') ctx.state.logger.warn('Health check: store writes are failing', { storeType: store.type, details: writes.details });
+    // 200 while reads work: the node still serves every key fetch, so a balancer must keep it.
+    ctx.body = {
+      storeType: store.type,
+      storeStatus: 'up',
+      storeWrites: writes.status,
+      ...(writes.status === 'failing' ? { storeWritesCode: writes.code, storeWritesDetails: writes.details } : {}),
+      latencyMs,
+    };
   });
   router.get('/error', (ctx) => {
     const message = 'Intentional unhandled exception to test logging integration';
@@ -28,4 +39,13 @@ export function serviceRoutes(router: Router<EkmState>, config: Config, store: S
     ctx.status = 500;
     ctx.body = { code: 500, message, details: `Request id: ${ctx.state.requestId}` };
   });
+}
+
+/** "up", "failing" with the stable code and cause, or "unchecked" for a store that cannot tell. */
+async function probeWrites(store: Store): Promise<{ status: 'up' | 'unchecked' } | { status: 'failing'; code: string; details: string }> {
+  try {
+    return { status: (await store.probeWrites?.()) ?? 'unchecked' };
+  } catch (e) {
+    return e instanceof EkmError ? { status: 'failing', code: e.code, details: e.details } : { status: 'failing', code: 'ERR_STORE_UNAVAILABLE', details: 'Write probe failed' };
+  }
 }

@@ -212,7 +212,9 @@ function describeSocketError(e: Error, phase: 'connect' | 'handshake' | 'request
         `the server's certificate must be issued by a CA in ${endpoint.trustSource} and name ${endpoint.host}`,
     );
   }
-  const alert = /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(.+)$/.exec(code);
+  // OpenSSL 3.0 (Node.js 20) names a received alert "sslv3 alert ...", OpenSSL 3.2 and later
+  // (Node.js 24) "ssl/tls alert ...": ERR_SSL_SSLV3_ALERT_* and ERR_SSL_SSL/TLS_ALERT_*.
+  const alert = /^ERR_SSL_(?:SSLV3|SSL\/TLS|TLSV1|TLSV13)_ALERT_(.+)$/.exec(code);
   if (alert !== null) {
     const name = alert[1]!;
     const why =
