@@ -3,7 +3,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, KeyIdIndexBuildingError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { keyIdsOf } from '../keys/key-ids.js';
+import type { Logger } from '../logging/logger.js';
 import {
   finishRotation,
   learnNext,
@@ -29,6 +31,10 @@ const FORMAT_VERSION = '1';
  * with (it ignores columns and tables it does not know); see MIGRATIONS.
  */
 const SCHEMA_VERSION = 3;
+/** Records the key id indexer reads, decrypts and parses per transaction (a few ms each). */
+const INDEX_BATCH = 50;
+/** The serving indexer's pause between batches, so requests keep the database and the CPU. */
+const INDEX_PAUSE_MS = 20;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
 /** How long a statement waits for another process's write lock before the request gets a 503. */
 const BUSY_TIMEOUT_MS = 3000;
@@ -76,7 +82,25 @@ const WRITE_CHECK_INTERVAL_MS = 1000;
  * A database that can be read but not written (read-only filesystem, no permission, full disk) is
  * served read-only: reads go on, writes throw StoreReadOnlyError (503) until they work again.
  */
-export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps: StoreDependencies): Promise<Store> {
+export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, deps: StoreDependencies): Promise<Store> {
+  const store = await openStoreFiles(config, deps.logger);
+  try {
+    // Operator commands index what a previous version stored before they return; a serving process
+    // does it in the background in small batches, answering 503 to key id lookups meanwhile. Only
+    // where the store can be written: read-only, it serves what is indexed (see listByKeyId).
+    if (deps.setup === true) {
+      if (store.canWrite()) await store.indexPending(Number.POSITIVE_INFINITY);
+    } else {
+      store.startIndexer();
+    }
+    return store;
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+async function openStoreFiles(config: EncryptedDbStoreConfig, logger: Logger): Promise<EncryptedDbStore> {
   const files = new DbFiles(config.folder);
   // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
   const reader = existsSync(files.db) ? openReader(files) : undefined;
@@ -88,11 +112,11 @@ export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps
       if (!unlocked!.checked) {
         throw new StoreUnavailableError(`The database ${files.db} has no key-check value yet and cannot be written: ${writer.details}`);
       }
-      return new EncryptedDbStore(files, reader, unlocked!, writer);
+      return new EncryptedDbStore(files, reader, unlocked!, writer, logger);
     }
     try {
       const keys = unlocked?.checked ? unlocked : unlockAndSetCheck(writer, files, config, unlocked);
-      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer);
+      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer, logger);
     } catch (e) {
       writer.close();
       throw e;
@@ -211,6 +235,32 @@ function initialise(db: Database.Database): void {
  */
 const MIGRATIONS: readonly { readonly version: number; readonly apply: (db: Database.Database) => void }[] = [
   {
+    // The key id index: `key_ids` maps HMAC(key id) to the row of each key answering to it. Filling
+    // it needs the passphrase and OpenPGP parsing, so the migration itself only queues every existing
+    // row in `key_ids_pending` (one statement); the indexer empties the queue. The triggers queue
+    // every row that any version of the EKM writes, so a database that a previous version wrote to in
+    // between (a rollback) is caught up too, and drop a deleted row's entries whoever deleted it.
+    version: 2,
+    apply: (db) =>
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS key_ids (tag BLOB NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (tag, key)) STRICT, WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS key_ids_key ON key_ids (key);
+        CREATE TABLE IF NOT EXISTS key_ids_pending (key INTEGER PRIMARY KEY) STRICT;
+        CREATE TRIGGER IF NOT EXISTS keys_queue_insert AFTER INSERT ON keys BEGIN
+          INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+        END;
+        CREATE TRIGGER IF NOT EXISTS keys_queue_update AFTER UPDATE OF record ON keys BEGIN
+          DELETE FROM key_ids WHERE key = OLD.id;
+          INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+        END;
+        CREATE TRIGGER IF NOT EXISTS keys_drop_ids AFTER DELETE ON keys BEGIN
+          DELETE FROM key_ids WHERE key = OLD.id;
+          DELETE FROM key_ids_pending WHERE key = OLD.id;
+        END;
+        INSERT OR IGNORE INTO key_ids_pending (key) SELECT id FROM keys;
+      `),
+  },
+  {
     version: 3,
     apply: (db) => {
       if (!hasColumn(db, 'keys', 'written')) db.exec('ALTER TABLE keys ADD COLUMN written INTEGER');
@@ -220,7 +270,10 @@ const MIGRATIONS: readonly { readonly version: number; readonly apply: (db: Data
   },
 ];
 
-/** Runs inside initialise's IMMEDIATE transaction, so concurrent starts migrate once. */
+/**
+ * Runs inside initialise's IMMEDIATE transaction, so concurrent starts migrate once; on the write
+ * connection only: a store opened read-only stays at the schema it has.
+ */
 function migrate(db: Database.Database): void {
   const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: Buffer } | undefined;
   const version = row === undefined ? 1 : Number(row.value.toString());
@@ -327,8 +380,25 @@ function readStatements(db: Database.Database) {
     page: db.prepare(`SELECT ${row} FROM keys WHERE id > ? ORDER BY id LIMIT 200`),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     count: db.prepare('SELECT count(*) FROM keys').pluck(),
+    lastKey: db.prepare('SELECT max(id) FROM keys').pluck(),
     /** One read transaction (a WAL snapshot) around `op`; made once, as it is on every key fetch's path. */
     snapshot: db.transaction((op: () => unknown) => op()),
+  };
+}
+
+/**
+ * The key id index's statements on the read connection, or undefined while the database has no
+ * index: schema 1, opened read-only, so never migrated (see migrate).
+ */
+function keyIdReadStatements(db: Database.Database) {
+  const hasIndex = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_ids_pending'").pluck().get() !== undefined;
+  if (!hasIndex) return undefined;
+  const row = hasColumn(db, 'keys', 'gen') ? 'k.id, k.owner, k.fp, k.iv, k.record, k.gen' : 'k.id, k.owner, k.fp, k.iv, k.record, 0 AS gen';
+  return {
+    // Two tags: one per key generation while a rotation runs (the same one twice otherwise).
+    byKeyId: db.prepare(`SELECT DISTINCT ${row} FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag IN (?, ?) ORDER BY k.id`),
+    anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
+    pending: db.prepare(`SELECT ${row} FROM key_ids_pending p JOIN keys k ON k.id = p.key WHERE p.key >= ? ORDER BY p.key LIMIT ?`),
   };
 }
 
@@ -346,6 +416,9 @@ function writeStatements(db: Database.Database) {
     countNotIn: db.prepare('SELECT count(*) FROM keys WHERE gen != ?').pluck(),
     count: db.prepare('SELECT count(*) FROM keys').pluck(),
     writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
+    ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
+    addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
+    indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
   };
 }
 
@@ -429,12 +502,17 @@ class EncryptedDbStore implements Store {
   private readonly ring: Ring;
   private readonly poll: NodeJS.Timeout;
   private lastPolledVersion: number | undefined;
+  /** The read connection's key id statements, once its database has the index. */
+  private keyIdReads: ReturnType<typeof keyIdReadStatements>;
+  private indexer: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly files: DbFiles,
     reader: Database.Database,
     unlocked: Unlocked,
     writer: Database.Database | StoreReadOnlyError,
+    private readonly logger: Logger,
   ) {
     this.ring = new Ring(unlocked.gens, unlocked.keyring);
     this.reader = { db: reader, statements: readStatements(reader) };
@@ -487,7 +565,22 @@ class EncryptedDbStore implements Store {
     });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.read(() => {
+      const statements = this.keyIdIndex();
+      // Until every row is indexed an answer could miss a key: a 503, never a short list.
+      if (statements?.anyPending.get() !== 0) {
+        this.startIndexer();
+        if (this.writeFailure === undefined) throw new KeyIdIndexBuildingError();
+        throw new StoreUnavailableError(`The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`);
+      }
+      return (statements.byKeyId.all(...this.hashes('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
+    });
+  }
+
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    // Parsed before the write connection is taken: it may be gone after the await.
+    const ids = await keyIdsOf(key.fingerprint, key.publicKey);
     const { db, statements } = this.writable();
     return this.write(() =>
       db
@@ -505,12 +598,11 @@ class EncryptedDbStore implements Store {
           // sharing the file or --import can add a key between this count and the insert.
           if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(...this.hashes('email', key.email)) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const { owner, fp, iv, record, gen } = this.sealRecord(key);
-          if (existing === undefined) {
-            statements.insert.run(owner, fp, iv, record, Date.now(), gen);
-            return 'added';
-          }
-          statements.update.run(owner, fp, iv, record, Date.now(), gen, existing.id);
-          return 'updated';
+          // The triggers queue the row and drop its old ids; its new ids go in with it.
+          const id = existing === undefined ? Number(statements.insert.run(owner, fp, iv, record, Date.now(), gen).lastInsertRowid) : existing.id;
+          if (existing !== undefined) statements.update.run(owner, fp, iv, record, Date.now(), gen, id);
+          addKeyIds(statements, id, this.keyIdTags(gen, ids));
+          return existing === undefined ? 'added' : 'updated';
         })
         .immediate(),
     );
@@ -558,9 +650,8 @@ class EncryptedDbStore implements Store {
    */
   async rotateStoreKey(newSecret: string | undefined, progress: RotationProgress): Promise<RotationReport> {
     if (newSecret === undefined) throw new ConfigError('EncryptedDbStore needs the new passphrase: --new-passphrase-file=<file>');
-    const { db, statements } = this.writable();
     const keyring = () => {
-      this.ring.update(statements.meta.get('keyring') as Buffer | undefined);
+      this.ring.update(this.writable().statements.meta.get('keyring') as Buffer | undefined);
       return this.ring.doc();
     };
     // scrypt (about 100 ms) outside the write lock; the transaction starts only if nobody started meanwhile.
@@ -569,6 +660,7 @@ class EncryptedDbStore implements Store {
     if (resumed && !opensNext(before!, newSecret)) throw new ConfigError('A rotation to another new passphrase is under way: run --rotate-store-key again with the same --new-passphrase-file');
     if (!resumed) {
       const started = startRotation(before, this.ring.get(this.ring.current)!, newSecret, Date.now());
+      const { db, statements } = this.writable();
       resumed = !this.write(() =>
         db
           .transaction(() => {
@@ -584,30 +676,23 @@ class EncryptedDbStore implements Store {
     }
     const doc = this.read(() => this.ring.doc())!;
     const target = doc.next!.gen;
-    const { total, before: alreadyDone } = this.write(() => ({ total: statements.count.get() as number, before: (statements.count.get() as number) - (statements.countNotIn.get(target) as number) }));
+    const { total, before: alreadyDone } = this.write(() => {
+      const { statements } = this.writable();
+      const count = statements.count.get() as number;
+      return { total: count, before: count - (statements.countNotIn.get(target) as number) };
+    });
     progress({ phase: resumed ? 'resumed' : 'started', generation: target, done: alreadyDone, total });
     // Records re-encrypted by this run; the progress counts every record in the new generation.
     let done = 0;
     for (;;) {
-      const moved = this.write(() =>
-        db
-          .transaction(() => {
-            keyring();
-            const rows = statements.notIn.all(target, ROTATION_BATCH) as KeyRow[];
-            for (const row of rows) {
-              const sealed = this.sealRecord(this.decrypt(row));
-              statements.rekey.run(sealed.owner, sealed.fp, sealed.iv, sealed.record, sealed.gen, row.id, row.iv);
-            }
-            return rows.length;
-          })
-          .immediate(),
-      );
-      if (moved === 0) {
+      const rows = this.write(() => this.writable().statements.notIn.all(target, ROTATION_BATCH) as KeyRow[]);
+      if (rows.length === 0) {
         const wait = doc.next!.startedAt + ROTATION_GRACE_MS - Date.now();
         if (wait > 0) {
           progress({ phase: 'waiting', generation: target, done: alreadyDone + done, total, waitMs: wait });
           await new Promise((resolve) => setTimeout(resolve, wait));
         }
+        const { db, statements } = this.writable();
         const finished = this.write(() =>
           db
             .transaction(() => {
@@ -624,9 +709,34 @@ class EncryptedDbStore implements Store {
         if (finished) break;
         continue;
       }
-      done += moved;
+      // The key ids (an OpenPGP parse each) outside the write lock; a row rewritten meanwhile is
+      // left as it is: its writer put it in the new generation already.
+      const prepared = await Promise.all(
+        rows.map(async (row) => {
+          const key = this.decrypt(row);
+          return { row, key, ids: await keyIdsOf(key.fingerprint, key.publicKey) };
+        }),
+      );
+      const { db, statements } = this.writable();
+      done += this.write(() =>
+        db
+          .transaction(() => {
+            keyring();
+            if (this.ring.write !== target) throw new StoreUnavailableError('The key rotation was finished or replaced by another process meanwhile; run --rotate-store-key again');
+            let moved = 0;
+            for (const { row, key, ids } of prepared) {
+              const sealed = this.sealRecord(key);
+              if (statements.rekey.run(sealed.owner, sealed.fp, sealed.iv, sealed.record, sealed.gen, row.id, row.iv).changes === 0) continue;
+              addKeyIds(statements, row.id, this.keyIdTags(sealed.gen, ids));
+              moved++;
+            }
+            return moved;
+          })
+          .immediate(),
+      );
       progress({ phase: 'records', generation: target, done: alreadyDone + done, total });
     }
+    const { db } = this.writable();
     this.ring.update(this.writable().statements.meta.get('keyring') as Buffer | undefined);
     // Old page images (the old keyring, records under the old key) out of the WAL; best effort,
     // as running processes may be reading. secure_delete already zeroed them in the database file.
@@ -640,7 +750,9 @@ class EncryptedDbStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.poll);
+    await this.indexer?.catch(() => undefined);
     this.recent.clear();
     if (this.writer !== undefined) {
       // Everything into the database file, so that a copy of it alone is whole; best effort and
@@ -656,6 +768,94 @@ class EncryptedDbStore implements Store {
     // The read-only connection closes last, so SQLite leaves the -wal and -shm files in place: a
     // later start on a read-only filesystem can read the database only with them.
     this.reader.db.close();
+  }
+
+  /** Whether the write connection is open (writes may still fail; see write()). */
+  canWrite(): boolean {
+    return this.writer !== undefined;
+  }
+
+  /**
+   * Indexes up to `limit` queued rows, a batch per transaction, from row `from` on and then from the
+   * start; resolves, with where to go on from, when the queue is empty or the limit reached. A row
+   * rewritten while its ids were computed (an upsert, a key rotation) stays queued or was indexed by
+   * its writer. Writes through the write connection like any write: throws StoreReadOnlyError,
+   * before parsing anything, while the store cannot be written, and a write failure puts the store
+   * in read-only mode (reads go on).
+   */
+  async indexPending(limit: number, from = 0): Promise<number> {
+    for (let done = 0; done < limit && !this.closed; ) {
+      this.writable();
+      const rows = this.read(() => this.keyIdIndex()?.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[] | undefined) ?? [];
+      if (rows.length === 0 && from > 0) {
+        from = 0;
+        continue;
+      }
+      if (rows.length === 0) return from;
+      from = rows[rows.length - 1]!.id + 1;
+      const indexed = await Promise.all(
+        rows.map(async (row) => {
+          const key = this.decrypt(row);
+          return { row, ids: await keyIdsOf(key.fingerprint, key.publicKey) };
+        }),
+      );
+      if (this.closed) return from;
+      const { db, statements } = this.writable();
+      this.write(() =>
+        db
+          .transaction(() => {
+            for (const { row, ids } of indexed) {
+              const iv = statements.ivOf.get(row.id) as Buffer | undefined;
+              // The tags of the row's own generation, which the iv (new on every rewrite) pins.
+              if (iv !== undefined && iv.equals(row.iv)) addKeyIds(statements, row.id, this.keyIdTags(row.gen, ids));
+            }
+          })
+          .immediate(),
+      );
+      done += rows.length;
+    }
+    return from;
+  }
+
+  /**
+   * Starts the background indexer unless it runs; it stops when the queue is empty, when the store
+   * cannot be written (the next key id lookup starts it again) or on a failure (logged).
+   */
+  startIndexer(): void {
+    if (this.closed) return;
+    this.indexer ??= (async () => {
+      // Throws while the store cannot be written; when that has passed, it reopens the write
+      // connection, which gives a database opened read-only at schema 1 its index.
+      this.writable();
+      // Each worker starts somewhere else in the queue, so several of them share the work.
+      let from = Math.floor(Math.random() * ((this.run(() => this.reader.statements.lastKey.get()) as number | null) ?? 0));
+      while (!this.closed && this.run(() => this.keyIdIndex()?.anyPending.get()) === 1) {
+        from = await this.indexPending(INDEX_BATCH, from);
+        // Not unref'd: close() waits for the indexer, which must get past its pause to see `closed`.
+        await new Promise((resolve) => setTimeout(resolve, INDEX_PAUSE_MS));
+      }
+    })()
+      .catch((e: unknown) => {
+        // Read-only: /health and every write already say so, and lookups answer 503 naming it.
+        if (e instanceof StoreReadOnlyError) return;
+        this.logger.warn('Indexing key ids failed; retried by the next key id lookup', { error: e instanceof Error ? e.message : 'unknown error' });
+      })
+      .finally(() => {
+        this.indexer = undefined;
+      });
+  }
+
+  /** The read connection's key id statements; undefined while its database has no index yet. */
+  private keyIdIndex(): ReturnType<typeof keyIdReadStatements> {
+    this.keyIdReads ??= keyIdReadStatements(this.reader.db);
+    return this.keyIdReads;
+  }
+
+  /** The index tags of these key ids under a generation's index key. */
+  private keyIdTags(gen: number, ids: readonly string[]): Buffer[] {
+    const keys = this.ring.get(gen);
+    if (keys === undefined) throw new StoreUnavailableError(`Key generation ${gen} is no longer held; the key rotation moved on`);
+    return ids.map((id) => this.hash(keys, 'keyid', id));
   }
 
   private setWriter(db: Database.Database): void {
@@ -704,6 +904,7 @@ class EncryptedDbStore implements Store {
     } finally {
       const reader = openReader(this.files);
       this.reader = { db: reader, statements: readStatements(reader) };
+      this.keyIdReads = undefined;
       this.recent.clear();
     }
     if (writer instanceof StoreReadOnlyError) return writer;
@@ -752,12 +953,12 @@ class EncryptedDbStore implements Store {
   }
 
   /** This value's hash under each generation held, as two query parameters (the same twice outside a rotation). */
-  private hashes(kind: 'email' | 'fingerprint', value: string): [Buffer, Buffer] {
+  private hashes(kind: 'email' | 'fingerprint' | 'keyid', value: string): [Buffer, Buffer] {
     const [a, b = a] = this.ring.all().map((k) => this.hash(k, kind, value));
     return [a!, b!];
   }
 
-  private hash(keys: GenerationKeys, kind: 'email' | 'fingerprint', value: string): Buffer {
+  private hash(keys: GenerationKeys, kind: 'email' | 'fingerprint' | 'keyid', value: string): Buffer {
     return createHmac('sha256', keys.index).update(`${kind}:${value}`).digest();
   }
 
@@ -846,6 +1047,12 @@ function parseRecord(plain: Buffer): { e: string; f: string; k: string; p: strin
   } catch {
     return undefined;
   }
+}
+
+/** Files the key of row `id` under each of its key id tags, and takes the row off the indexer's queue. */
+function addKeyIds(statements: ReturnType<typeof writeStatements>, id: number, tags: readonly Buffer[]): void {
+  for (const tag of tags) statements.addKeyId.run(tag, id);
+  statements.indexed.run(id);
 }
 
 /** Binds a record to its row: a ciphertext moved to another owner or fingerprint fails to open. */
