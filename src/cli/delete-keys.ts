@@ -151,8 +151,8 @@ export async function deleteKeys(config: Config, logger: Logger, value: string, 
 async function findTargets(store: Store, target: DeleteTarget): Promise<{ found: StoredKey[]; missing: string[] }> {
   if (target.fingerprint !== undefined) {
     // A fingerprint names at most one key (stores refuse a second owner); its owner is in the record.
-    for await (const key of store.all()) if (key.fingerprint === target.fingerprint) return { found: [key], missing: [] };
-    return { found: [], missing: [] };
+    // The key id index also answers to subkey fingerprints: only the key's own counts here.
+    return { found: (await store.listByKeyId(target.fingerprint)).filter((k) => k.fingerprint === target.fingerprint), missing: [] };
   }
   const found: StoredKey[] = [];
   const missing: string[] = [];

@@ -103,9 +103,7 @@ describe('EncryptedDbStore encryption', () => {
     await store.close();
     // What the previous version left: no `written` column, no schema entry.
     const file = join(config.folder, DB_FILE_NAME);
-    const raw = new Database(file);
-    raw.exec("DROP INDEX keys_gen; ALTER TABLE keys DROP COLUMN written; ALTER TABLE keys DROP COLUMN gen; DELETE FROM meta WHERE name = 'schema'");
-    raw.close();
+    downgradeToSchema1(config.folder);
     const migrated = await openEncryptedDbStore(config, deps);
     try {
       const fresh = makeKey('new.row@example.com');

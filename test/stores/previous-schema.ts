@@ -4,7 +4,7 @@ import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 
 /**
  * Turns an EncryptedDbStore database in `folder` back into what the previous version (schema 1)
- * wrote: no key id index, no triggers; the store must be closed.
+ * wrote: no key id index, no triggers, no `written` and `gen` columns; the store must be closed.
  */
 export function downgradeToSchema1(folder: string): void {
   const raw = new Database(join(folder, DB_FILE_NAME));
@@ -16,6 +16,7 @@ export function downgradeToSchema1(folder: string): void {
     raw.exec(`
       DROP TRIGGER keys_queue_insert; DROP TRIGGER keys_queue_update; DROP TRIGGER keys_drop_ids;
       DROP TABLE key_ids; DROP TABLE key_ids_pending; DELETE FROM meta WHERE name = 'schema';
+      DROP INDEX keys_gen; ALTER TABLE keys DROP COLUMN written; ALTER TABLE keys DROP COLUMN gen;
     `);
   } finally {
     raw.close();
