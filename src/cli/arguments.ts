@@ -41,7 +41,7 @@ Commands:
                              (one a line); lists them and asks on a terminal; audited as private-key.delete
       --yes                  remove without asking (required when stdin is not a terminal)
   --rotate-store-key         Re-encrypt every record of the store under new keys while the service runs
-                             (EncryptedDbStore, Pkcs11Store); resumable: run it again after an interruption
+                             (EncryptedDbStore); resumable: run it again after an interruption
       --new-passphrase-file=<file>      EncryptedDbStore: the new passphrase (then set store.db.encryption.key)
 
 Examples:

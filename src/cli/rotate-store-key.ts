@@ -34,7 +34,8 @@ export async function rotateStoreKey(config: Config, logger: Logger, configFile:
   try {
     store = await openStore(config.store, { logger, setup: false });
     if (store.rotateStoreKey === undefined) {
-      io.err.write(`flowcrypt-ekm: ${store.type} has no store key of its own to rotate: its records are the key server's to protect\n`);
+      const why = store.type === 'KmipStore' ? "its records are the key server's to protect, with the key server's own key rotation" : 'not available for this store in this version';
+      io.err.write(`flowcrypt-ekm: ${store.type} has no --rotate-store-key: ${why}\n`);
       return 1;
     }
     const report = await store.rotateStoreKey(newSecret, (step) => {
