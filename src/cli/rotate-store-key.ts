@@ -25,6 +25,10 @@ export async function rotateStoreKey(config: Config, logger: Logger, configFile:
     io.err.write(`flowcrypt-ekm: rotation not started: ${e.message}\n`);
     return 1;
   }
+  if (config.store.type === 'EncryptedDbStore' && newSecret === undefined) {
+    io.err.write('flowcrypt-ekm: rotation not started: EncryptedDbStore needs the new passphrase: --new-passphrase-file=<file>\n');
+    return 1;
+  }
   if (config.store.type === 'EncryptedDbStore' && newSecret === config.store.encryptionKey) {
     io.err.write('flowcrypt-ekm: rotation not started: the new passphrase is the one store.db.encryption.key holds now; choose a new one\n');
     return 1;

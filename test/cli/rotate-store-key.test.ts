@@ -150,6 +150,14 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
         await readableWith(folder, OLD, expected);
         await readableWith(folder, NEW, expected);
       }
+      const none = await runEkm([`--config=${config}`, '--rotate-store-key']);
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /rotation not started: EncryptedDbStore needs the new passphrase: --new-passphrase-file=<file>/);
+      const same = join(root, 'same-passphrase');
+      writeFileSync(same, `${OLD}\n`);
+      const unchanged = await runEkm([`--config=${config}`, '--rotate-store-key', `--new-passphrase-file=${same}`]);
+      assert.equal(unchanged.code, 1);
+      assert.match(unchanged.stderr, /the new passphrase is the one store\.db\.encryption\.key holds now/);
       const other = join(root, 'other-passphrase');
       writeFileSync(other, 'yet another passphrase 3\n');
       const refused = await runEkm([`--config=${config}`, '--rotate-store-key', `--new-passphrase-file=${other}`]);
