@@ -118,8 +118,8 @@ export async function mintWithJwk(jwk: JWK, claims: Record<string, unknown>, opt
 
 async function signToken(key: SigningKey, claims: Record<string, unknown>, options: MintOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const payload: Record<string, unknown> = { sub: String(claims['email'] ?? 'subject'), ...claims, iat: now + (options.issuedAt ?? 0), exp: now + (options.expiresIn ?? 3600) };
-  if (options.notBefore !== undefined) payload['nbf'] = now + options.notBefore;
+  const payload: Record<string, unknown> = { sub: String(claims.email ?? 'subject'), ...claims, iat: now + (options.issuedAt ?? 0), exp: now + (options.expiresIn ?? 3600) };
+  if (options.notBefore !== undefined) payload.nbf = now + options.notBefore;
   return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
 }
 

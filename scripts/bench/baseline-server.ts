@@ -100,7 +100,7 @@ function serve(options: Options): http.Server {
         };
         if (token === undefined) return refuse();
         jwtVerify(token, keys, verifyOptions).then(({ payload }) => {
-          if (payload['email_verified'] !== true) return refuse();
+          if (payload.email_verified !== true) return refuse();
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length });
           res.end(body);
         }, refuse);

@@ -48,7 +48,7 @@ export class JwksCache {
   private async refresh(required: boolean): Promise<void> {
     this.inFlight ??= this.fetchKeys()
       .then(
-        () => void jwksFetches.inc({ outcome: 'ok' }),
+        () => jwksFetches.inc({ outcome: 'ok' }),
         (e: unknown) => {
           jwksFetches.inc({ outcome: 'error' });
           throw e;

@@ -109,7 +109,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
 
-    const tuned = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].some((arg) => arg.includes('semi-space-size'));
+    const tuned = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes('semi-space-size'));
     if (!tuned) cluster.setupPrimary({ execArgv: [...process.execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`] });
     for (let i = 0; i < config.api.workers; i++) fork();
   });

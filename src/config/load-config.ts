@@ -197,7 +197,7 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
             type: storeType,
             hostname: str('store.kmip.hostname'),
             port: v.get('store.kmip.port') as number,
-            key: keystore('store.kmip.key.file', 'store.kmip.key.password') as KeystoreRef,
+            key: keystore('store.kmip.key.file', 'store.kmip.key.password')!,
             truststore: keystore('truststore.file', 'truststore.password'),
           };
   const level = str('logger.default.level');

@@ -33,7 +33,7 @@ export function loadKeystore(ref: KeystoreRef): TlsIdentity {
   if (keyBag?.key === undefined || keyBag.key === null) {
     throw new ConfigError(`${ref.property}: ${ref.file} holds no private key this version reads (an RSA key, or any key in a keystore made without -legacy)`);
   }
-  const key = keyBag.key as forge.pki.rsa.PrivateKey;
+  const key = keyBag.key;
   const certs = certificates(p12);
   const leafIndex = certs.findIndex((c) => {
     const pub = c.publicKey as forge.pki.rsa.PublicKey;

@@ -57,7 +57,7 @@ describe('OpenIdConnectAuthenticator against the test IdP', () => {
     const { kid } = JSON.parse(new TextDecoder().decode(base64url.decode(header))) as { kid: string };
     const claims = JSON.parse(new TextDecoder().decode(base64url.decode(payload))) as Record<string, unknown>;
     const jwk = ((await (await fetch(idp.jwksUri)).json()) as { keys: JWK[] }).keys.find((k) => k.kid === kid)!;
-    const publicKey = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+    const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
     const hs256 = (secret: Uint8Array) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid, typ: 'JWT' }).sign(secret);
     const enc = (o: unknown) => base64url.encode(JSON.stringify(o));
     const hostile: Record<string, string> = {

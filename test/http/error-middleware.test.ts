@@ -73,9 +73,9 @@ describe('error middleware: an unexpected error is a fixed 500, logged once on t
       const logged = logger.entries.filter((e) => e.level === 'error').slice(errorsBefore);
       assert.equal(logged.length, 1, `logged at error ${logged.length} times: ${JSON.stringify(logged)}`);
       assert.equal(logged[0]!.message, 'Unhandled error');
-      assert.equal(logged[0]!.fields['requestId'], requestId);
+      assert.equal(logged[0]!.fields.requestId, requestId);
       // The operator gets what the client does not: what was thrown, with its stack when it has one.
-      assert.match(String(logged[0]!.fields['stack']), / (from the store|from the authenticator|thrown as a string)/);
+      assert.match(String(logged[0]!.fields.stack), / (from the store|from the authenticator|thrown as a string)/);
     });
   }
 });

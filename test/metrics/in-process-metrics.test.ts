@@ -63,7 +63,7 @@ describe('metrics of requests, the store and token verification, in process', ()
       probe: async () => {
         throw new StoreUnavailableError('test outage');
       },
-    } as Store);
+    });
     await assert.rejects(failing.probe(), StoreUnavailableError);
     assert.equal(await value('ekm_store_up'), 0);
     assert.ok((await value('ekm_store_operations_total', { operation: 'probe', outcome: 'ERR_STORE_UNAVAILABLE' }))! >= 1);

@@ -31,7 +31,7 @@ const NODE_WARNING = /\(node:\d+\)|\b[A-Z]\w*Warning: /;
 const EMAIL = 'alice@example.com';
 
 function skipReason(): string | false {
-  if (process.env['EKM_PACKAGE_TEST'] !== '1') {
+  if (process.env.EKM_PACKAGE_TEST !== '1') {
     return 'the Debian package test boots a container and takes minutes: run it with .ci/package-test (or EKM_PACKAGE_TEST=1)';
   }
   if (process.getuid?.() !== 0) return 'the Debian package test needs root (debootstrap, systemd-nspawn)';
@@ -237,7 +237,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
   const assertKeyServed = async () => {
     const got = await api('GET', '/v1/keys/private', await token());
     assert.equal(got.status, 200, JSON.stringify(got.json));
-    const { privateKeys } = got.json as { privateKeys: Array<{ decryptedPrivateKey: string }> };
+    const { privateKeys } = got.json as { privateKeys: { decryptedPrivateKey: string }[] };
     assert.equal(privateKeys.length, 1);
     const key = await openpgp.readPrivateKey({ armoredKey: privateKeys[0]!.decryptedPrivateKey });
     assert.equal(key.getFingerprint(), fingerprint);

@@ -47,7 +47,7 @@ describe('KmipStore while the KMIP server is down or hung', () => {
     await unavailable(() => store.probe());
     await unavailable(() => store.upsert(makeKey('outage@example.com')));
     await unavailable(async () => {
-      for await (const k of store.all()) void k;
+      for await (const k of store.all()) k;
     });
     await kmip.start();
     // No reopen, no wait: the next request connects afresh.

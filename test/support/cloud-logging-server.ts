@@ -152,7 +152,7 @@ export class CloudLoggingServer {
         issuer: this.options.serviceAccount.email,
         subject: this.options.serviceAccount.email,
       });
-      const scopes = typeof payload['scope'] === 'string' ? payload['scope'].split(' ') : [];
+      const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
       if (!scopes.includes(LOGGING_WRITE_SCOPE) && !String(payload.aud ?? '').startsWith('https://logging.googleapis.com')) {
         throw new Error(`neither the ${LOGGING_WRITE_SCOPE} scope nor the logging audience`);
       }

@@ -59,7 +59,7 @@ export function decodeRecord(material: Uint8Array): KeyRecord | undefined {
     return undefined;
   }
   const r = parsed as Record<string, unknown>;
-  if (r === null || typeof r !== 'object' || r['v'] !== RECORD_VERSION) return undefined;
+  if (r === null || typeof r !== 'object' || r.v !== RECORD_VERSION) return undefined;
   const { e, f, k, p, c, w } = r;
   if (typeof e !== 'string' || typeof f !== 'string' || typeof k !== 'string' || typeof p !== 'string') return undefined;
   if (typeof c !== 'number' || typeof w !== 'number') return undefined;

@@ -183,7 +183,7 @@ function checkServer(host: string, cert: PeerCertificate, endpoint: KmipEndpoint
   const seen = new Set<PeerCertificate>();
   for (let c: PeerCertificate | undefined = cert; c !== undefined && !seen.has(c); c = (c as tls.DetailedPeerCertificate).issuerCertificate) {
     seen.add(c);
-    if (c.raw !== undefined && endpoint.trustAnchors.some((anchor) => anchor.equals(c!.raw))) return undefined;
+    if (c.raw !== undefined && endpoint.trustAnchors.some((anchor) => anchor.equals(c.raw))) return undefined;
   }
   return Object.assign(new Error('its chain does not lead to a trusted CA'), { code: 'ERR_KMIP_UNTRUSTED_CHAIN' });
 }
@@ -222,7 +222,7 @@ function describeSocketError(e: Error, phase: 'connect' | 'handshake' | 'request
         ? 'it does not trust the CA that issued the client certificate in store.kmip.key.file'
         : name === 'UNSUPPORTED_CERTIFICATE'
           ? 'it does not accept the client certificate in store.kmip.key.file for a client: does the certificate carry extendedKeyUsage=clientAuth?'
-          : /CERTIFICATE/.test(name)
+          : name.includes('CERTIFICATE')
             ? 'it does not accept the client certificate in store.kmip.key.file'
             : 'it does not accept the client certificate in store.kmip.key.file, or none of its TLS versions and ciphers';
     return make(`TLS handshake failed: ${at} refused the connection (TLS alert: ${name.toLowerCase().replace(/_/g, ' ')}); ${why}`);
