@@ -80,7 +80,8 @@ function serve(options: Options): http.Server {
         ctx.body = body;
       });
       app.use(router.routes());
-      return http.createServer(app.callback());
+      const handle = app.callback();
+      return http.createServer((req, res) => void handle(req, res));
     }
     case 'http-verify': {
       const keys = createLocalJWKSet(options.jwks!);
@@ -98,9 +99,15 @@ function serve(options: Options): http.Server {
           res.writeHead(401, { 'content-type': 'application/json' });
           res.end('{"code":401,"message":"Invalid token","details":""}');
         };
-        if (token === undefined) return refuse();
+        if (token === undefined) {
+          refuse();
+          return;
+        }
         jwtVerify(token, keys, verifyOptions).then(({ payload }) => {
-          if (payload.email_verified !== true) return refuse();
+          if (payload.email_verified !== true) {
+            refuse();
+            return;
+          }
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length });
           res.end(body);
         }, refuse);

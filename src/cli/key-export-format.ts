@@ -183,9 +183,14 @@ function checkDocument(doc: Record<string, unknown>): ExportDocument {
   return {
     format: PLAIN_FORMAT,
     version: FORMAT_VERSION,
-    exportedAt: String(doc.exportedAt ?? ''),
-    orgId: String(doc.orgId ?? ''),
-    store: String(doc.store ?? ''),
+    exportedAt: textOf(doc.exportedAt),
+    orgId: textOf(doc.orgId),
+    store: textOf(doc.store),
     keys: keys as ExportedKey[],
   };
+}
+
+/** A descriptive field of the export: a string as written, anything else (absent, malformed) empty. */
+function textOf(value: unknown): string {
+  return typeof value === 'string' ? value : '';
 }

@@ -47,7 +47,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
               store: config.store.type,
             });
           }
-        } else if (m.type === 'fatal') {
+        } else {
           lastStartFailure = m.reason;
         }
       });
@@ -98,7 +98,10 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
       stopping = true;
       logger.info(`${signal} received: stopping to accept, finishing in-flight requests`);
       const workers = Object.values(cluster.workers ?? {});
-      if (workers.length === 0) return finish(0);
+      if (workers.length === 0) {
+        finish(0);
+        return;
+      }
       for (const w of workers) if (w?.isConnected()) w.send({ type: 'shutdown' });
       setTimeout(() => {
         for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');

@@ -34,7 +34,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   let stop: () => void = () => {
     stopRequested = true;
   };
-  let stopRequested = false;
+  // Widened: the signal handler above sets it, which the compiler's narrowing of a `let` cannot see.
+  let stopRequested = false as boolean;
   process.on('SIGTERM', () => stop());
   process.on('SIGINT', () => stop());
   process.on('message', (m: PrimaryMessage | null) => {
@@ -51,7 +52,9 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
-    const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
+    const handle = app.callback();
+    // Koa settles each request's promise itself (ctx.onerror); the listener discards it.
+    const server = createHttpServer((req, res) => void handle(req, res), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.api.port, config.api.hostname, () => {

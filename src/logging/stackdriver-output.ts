@@ -127,7 +127,8 @@ export function createStackdriverOutput(
         const { message, level, ...fields } = Object.fromEntries(Object.entries(info)) as Record<string, unknown>;
         const stack = typeof fields.stack === 'string' ? fields.stack : undefined;
         const data = {
-          message: stack === undefined ? String(message ?? '') : `${String(message ?? '')} ${stack}`,
+          // Our Logger passes only strings as messages; winston types them unknown.
+          message: stack === undefined ? textOf(message) : `${textOf(message)} ${stack}`,
           metadata: fields,
           ...(stack === undefined ? {} : { serviceContext: SERVICE_CONTEXT }),
         };
@@ -146,4 +147,8 @@ export function createStackdriverOutput(
  */
 function loadLoggingWinston(): typeof LoggingWinstonModule.LoggingWinston {
   return (createRequire(import.meta.url)('@google-cloud/logging-winston') as typeof LoggingWinstonModule).LoggingWinston;
+}
+
+function textOf(message: unknown): string {
+  return typeof message === 'string' ? message : '';
 }

@@ -114,7 +114,7 @@ class KmipStore implements Store {
       if (existing.some((r) => r.record.key.email !== key.email)) throw new FingerprintConflictError();
       if (existing.some((r) => r.record.key.fingerprint !== key.fingerprint)) throw tampered();
       const latest = latestPerFingerprint(existing)[0];
-      if (latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey) {
+      if (latest?.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey) {
         await this.destroyQuietly(existing.filter((r) => r !== latest).map((r) => r.id));
         return 'unchanged';
       }
