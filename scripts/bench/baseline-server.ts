@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url';
 import Router from '@koa/router';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import Koa from 'koa';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 export const BASELINE_KINDS = ['http', 'koa', 'http-verify'] as const;
 export type BaselineKind = (typeof BASELINE_KINDS)[number];
@@ -80,8 +81,7 @@ function serve(options: Options): http.Server {
         ctx.body = body;
       });
       app.use(router.routes());
-      const handle = app.callback();
-      return http.createServer((req, res) => void handle(req, res));
+      return http.createServer(koaListener(app));
     }
     case 'http-verify': {
       const keys = createLocalJWKSet(options.jwks!);

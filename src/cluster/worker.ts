@@ -17,6 +17,7 @@ import type { Store } from '../stores/store.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
+import { koaListener } from '../http/koa-listener.js';
 
 /** How long in-flight requests may take to finish after a shutdown request. */
 const DRAIN_TIMEOUT_MS = 20_000;
@@ -52,9 +53,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
-    const handle = app.callback();
-    // Koa settles each request's promise itself (ctx.onerror); the listener discards it.
-    const server = createHttpServer((req, res) => void handle(req, res), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
+    const server = createHttpServer(koaListener(app), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.api.port, config.api.hostname, () => {

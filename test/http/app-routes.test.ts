@@ -11,6 +11,7 @@ import { createApp } from '../../src/http/app.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const FIREFOX_ORIGIN = 'moz-extension://39553fca-76d4-4791-bf00-b4dfede6fd45';
 const CHROME_ORIGIN = 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc';
@@ -46,7 +47,7 @@ describe('routing and CORS of the app, in process', () => {
       throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header');
     };
     const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: refuse }, acl: { authorizePrivateKeys: () => {} } });
-    server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+    server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

@@ -13,6 +13,7 @@ import { LINGER_MAX_BYTES, lingeringClose } from '../../src/http/lingering-close
 import { MemoryLogger } from '../support/memory-logger.js';
 import { request } from '../support/http-client.js';
 import { TestPki } from '../support/test-pki.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 /** The app's outer middleware in the app's order, and two handlers: one reads the JSON body, one refuses before reading. */
 function bodyApp(logger: MemoryLogger): Koa<EkmState> {
@@ -38,7 +39,7 @@ describe('answers given before the request body was read reach the client (linge
   before(async () => {
     pki = new TestPki();
     const cert = pki.issue('server', { hosts: ['127.0.0.1'] });
-    server = https.createServer({ key: cert.keyPem, cert: cert.certPem }, bodyApp(logger).callback()).listen(0, '127.0.0.1');
+    server = https.createServer({ key: cert.keyPem, cert: cert.certPem }, koaListener(bodyApp(logger))).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     port = (server.address() as AddressInfo).port;
     base = `https://127.0.0.1:${port}`;

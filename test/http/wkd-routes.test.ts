@@ -14,6 +14,7 @@ import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 interface Answer {
   status: number;
@@ -50,7 +51,7 @@ async function serve(text: string, store: Store) {
     throw new Error('WKD must not authenticate');
   };
   const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: unused }, acl: { authorizePrivateKeys: unused } });
-  const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+  const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const { port } = server.address() as AddressInfo;
   const request = (path: string, headers: Record<string, string> = {}, method = 'GET') =>
