@@ -73,7 +73,10 @@ describe('Node.js 24', () => {
 
   it('the entry point started by another Node.js refuses with one line naming the version needed, before loading the native addons', async (t) => {
     const old = await otherNode();
-    if (old === undefined) return t.skip(`no Node.js other than ${MAJOR} on this machine`);
+    if (old === undefined) {
+      t.skip(`no Node.js other than ${MAJOR} on this machine`);
+      return;
+    }
     const result = await run(old.path, [MAIN, '--version']);
     assert.equal(result.code, 1);
     assert.equal(result.stdout, '');

@@ -89,10 +89,10 @@ describe('OpenIdConnectAuthenticator against the test IdP', () => {
     const refusals: Promise<string>[] = [];
     let rotated: Promise<unknown> | undefined;
     for (const [i, token] of unknown.entries()) {
-      refusals.push(refusalCode(auth, token, `unknown kid ${i}`).catch((e: Error) => e.message));
+      refusals.push(refusalCode(auth, token, `unknown kid ${i}`).catch((e: unknown) => (e as Error).message));
       if (i === 1) {
         await idp.rotateKey();
-        rotated = auth.authenticate(`Bearer ${await idp.mint({ email: 'bob@example.com', email_verified: true })}`).catch((e: Error) => e.message);
+        rotated = auth.authenticate(`Bearer ${await idp.mint({ email: 'bob@example.com', email_verified: true })}`).catch((e: unknown) => (e as Error).message);
       }
       await sleep(300);
     }

@@ -305,7 +305,10 @@ describe('--export and --import', () => {
     const config = parseConfig(readFileSync(target, 'utf8'), target);
     const capture = (isTTY: boolean) => {
       let text = '';
-      const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => ((text += String(chunk)), cb()) }), { isTTY });
+      const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => {
+          text += String(chunk);
+          cb();
+        } }), { isTTY });
       return { stream, text: () => text };
     };
     const exportTty = { out: capture(true), err: capture(true) };
@@ -348,7 +351,10 @@ describe('--export and --import', () => {
     let out = '';
     let err = '';
     const io = {
-      out: new Writable({ write: (chunk, _e, cb) => ((out += String(chunk)), cb()) }),
+      out: new Writable({ write: (chunk, _e, cb) => {
+        out += String(chunk);
+        cb();
+      } }),
       err: Object.assign(
         new Writable({
           write: (chunk, _e, cb) => {

@@ -25,7 +25,7 @@ describe('export file format', () => {
   });
 
   it('refuses a wrong passphrase and any altered byte or parameter', () => {
-    const envelope = JSON.parse(serializeExport(DOC, PASSPHRASE).toString()) as Record<string, any>;
+    const envelope = JSON.parse(serializeExport(DOC, PASSPHRASE).toString()) as { ciphertext: string; cipher: { iv: string }; kdf: Record<string, unknown> };
     const attempt = (e: unknown, passphrase = PASSPHRASE) => () => parseExport(Buffer.from(JSON.stringify(e)), passphrase);
     assert.throws(attempt(envelope, 'another passphrase'), /wrong passphrase/);
     const flipped = Buffer.from(envelope.ciphertext, 'base64');
@@ -38,7 +38,7 @@ describe('export file format', () => {
   });
 
   it('refuses key derivation costs a crafted file could exhaust memory with, before deriving', () => {
-    const envelope = JSON.parse(serializeExport(DOC, PASSPHRASE).toString()) as Record<string, any>;
+    const envelope = JSON.parse(serializeExport(DOC, PASSPHRASE).toString()) as { ciphertext: string; cipher: { iv: string }; kdf: Record<string, unknown> };
     for (const kdf of [{ N: 2 ** 24 }, { N: 1000 }, { N: 2 ** 10 }, { r: 1000 }, { p: 0 }, { algorithm: 'pbkdf2' }, { salt: '' }]) {
       const started = Date.now();
       assert.throws(() => parseExport(Buffer.from(JSON.stringify({ ...envelope, kdf: { ...envelope.kdf, ...kdf } })), PASSPHRASE), /unacceptable key derivation/, JSON.stringify(kdf));

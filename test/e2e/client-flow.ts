@@ -396,7 +396,9 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       body: JSON.stringify({ privateKey: george.armored }),
       bodyDelayMs: 700,
       onRequestStarted: () => {
-        setTimeout(() => (stopped = ekm.stop('SIGTERM')), 200);
+        setTimeout(() => {
+          stopped = ekm.stop('SIGTERM');
+        }, 200);
       },
     });
     const answer = await put;

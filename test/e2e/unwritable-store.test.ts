@@ -85,7 +85,9 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
         'acl.type': 'SimpleAcl',
       },
     });
-    cleanups.push(async () => void (await ekm.stop('SIGKILL')));
+    cleanups.push(async () => {
+      await ekm.stop('SIGKILL');
+    });
     return ekm;
   };
   const ext4 = () => {

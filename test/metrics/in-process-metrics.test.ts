@@ -29,7 +29,8 @@ describe('metrics of requests, the store and token verification, in process', ()
     };
     app = await startInProcessApp({ authenticator: measuredAuthenticator({ authenticate: refuse }), wrapStore: (s) => new MeasuredStore(s) });
     ({ base, inner } = app);
-    store = app.store as MeasuredStore;
+    assert.ok(app.store instanceof MeasuredStore);
+    store = app.store;
   });
 
   after(async () => {

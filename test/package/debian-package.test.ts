@@ -135,9 +135,12 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     if (work !== undefined) rmSync(work, { recursive: true, force: true });
   });
 
-  const step = (name: string, fn: () => Promise<void>) =>
+  const step = (name: string, fn: () => Promise<void>): void => {
     it(name, async (t) => {
-      if (failed) return t.skip('an earlier step failed');
+      if (failed) {
+        t.skip('an earlier step failed');
+        return;
+      }
       try {
         await fn();
       } catch (e) {
@@ -145,6 +148,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
         throw e;
       }
     });
+  };
 
   step('installs with apt on a system that has only the base packages', async () => {
     writeFileSync(container.path('/root/ekm.deb'), readFileSync(deb));

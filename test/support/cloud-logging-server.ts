@@ -76,7 +76,7 @@ export class CloudLoggingServer {
       WriteLogEntries: (call: grpc.ServerUnaryCall<WriteLogEntriesRequest, object>, callback: grpc.sendUnaryData<object>) => {
         stand.writeLogEntries(call).then(
           () => callback(null, {}),
-          (error: grpc.ServiceError) => callback(error),
+          (error: unknown) => callback(error as grpc.ServiceError),
         );
       },
     });

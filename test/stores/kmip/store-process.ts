@@ -30,7 +30,7 @@ export async function runStoreProcess(config: KmipStoreConfig, job: StoreJob): P
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.EKM_KMIP_CONFIG!) as KmipStoreConfig;
   let input = '';
-  for await (const chunk of process.stdin) input += chunk;
+  for await (const chunk of process.stdin) input += String(chunk);
   const job = JSON.parse(input) as StoreJob;
   const store = await openKmipStore(config, { logger: new MemoryLogger(), setup: true });
   try {
