@@ -178,6 +178,15 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.deepEqual((await call('/v1/keys/public/nobody@example.com')).json, { publicKeys: [] });
     assertError(await call('/v1/keys/public/not-an-email'), 400);
     assertError(await call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
+    // Browser releases of 2020-03 to 2021-07 look recipients up by fingerprint and long key id.
+    const byEmail = (await call('/v1/keys/public/alice@example.com')).json;
+    for (const path of [`/keys/public/${alice.fingerprint.toLowerCase()}`, `/keys/public/${alice.fingerprint.slice(-16)}`, `/v1/keys/public/${alice.fingerprint}`]) {
+      const answer = await call(path);
+      assert.equal(answer.status, 200, path);
+      assert.deepEqual(answer.json, byEmail, path);
+    }
+    assert.deepEqual((await call(`/keys/public/${'0'.repeat(16)}`)).json, { publicKeys: [] });
+    assertError(await call(`/keys/public/${alice.fingerprint.slice(-15)}`), 400);
   });
 
   it('takes a revocation of a held key and serves it; refuses a revoked key nobody holds', async () => {
