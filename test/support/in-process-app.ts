@@ -27,7 +27,7 @@ export interface InProcessApp {
   readonly store: Store;
   /** The store as opened, before `wrapStore`. */
   readonly inner: Store;
-  close(): Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 export async function startInProcessApp(options: {
