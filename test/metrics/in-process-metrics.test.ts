@@ -81,7 +81,7 @@ describe('metrics of requests, the store and token verification, in process', ()
       listByKeyId: async () => {
         throw new KeyIdIndexBuildingError();
       },
-    } as Store);
+    });
     await indexing.probe();
     await assert.rejects(indexing.listByKeyId(FINGERPRINT), KeyIdIndexBuildingError);
     assert.equal(await value('ekm_store_up'), 1);
