@@ -799,7 +799,8 @@ class EncryptedDbStore implements Store {
           return { row, ids: await keyIdsOf(key.fingerprint, key.publicKey) };
         }),
       );
-      if (this.closed) return from;
+      // close() may have run during the awaits above; the loop's check narrowed the flag to false.
+      if (this.closed as boolean) return from;
       const { db, statements } = this.writable();
       this.write(() =>
         db
@@ -807,7 +808,7 @@ class EncryptedDbStore implements Store {
             for (const { row, ids } of indexed) {
               const iv = statements.ivOf.get(row.id) as Buffer | undefined;
               // The tags of the row's own generation, which the iv (new on every rewrite) pins.
-              if (iv !== undefined && iv.equals(row.iv)) addKeyIds(statements, row.id, this.keyIdTags(row.gen, ids));
+              if (iv?.equals(row.iv)) addKeyIds(statements, row.id, this.keyIdTags(row.gen, ids));
             }
           })
           .immediate(),

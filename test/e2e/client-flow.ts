@@ -116,7 +116,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
   });
 
   after(async () => {
-    if (process.env['EKM_TEST_OUTPUT']) (await import('node:fs')).writeFileSync(process.env['EKM_TEST_OUTPUT'], ekm?.output ?? '');
+    if (process.env.EKM_TEST_OUTPUT) (await import('node:fs')).writeFileSync(process.env.EKM_TEST_OUTPUT, ekm?.output ?? '');
     await ekm?.stop('SIGKILL');
     await idp?.close();
     await storeUnderTest.stop();
@@ -271,7 +271,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     for (const name of ['alg none', 'HS256 signed with the public key']) {
       assertError(await call('/v1/keys/private', { headers: auth(hostile[name]!) }), 401, /signing algorithm is not accepted/, name);
     }
-    assertError(await call('/v1/keys/private', { headers: auth(hostile['expired']!) }), 401, /expired/);
+    assertError(await call('/v1/keys/private', { headers: auth(hostile.expired!) }), 401, /expired/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['wrong audience']!) }), 401, /audience/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unknown signing key']!) }), 401, /unknown signing key/);
     assertError(await call('/v1/keys/private', { headers: auth(hostile['unverified email']!) }), 401, /not verified/);
@@ -312,10 +312,10 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.deepEqual(failures, []);
     const deleted = await call('/v1/keys/private', { method: 'DELETE', headers: auth(aliceToken) });
     assertError(deleted, 405);
-    assert.equal(deleted.headers['allow'], 'HEAD, GET, PUT', 'a 405 says what is allowed (RFC 9110)');
+    assert.equal(deleted.headers.allow, 'HEAD, GET, PUT', 'a 405 says what is allowed (RFC 9110)');
     const unknownMethod = await call('/v1/keys/public/alice@example.com', { method: 'PROPFIND' });
     assertError(unknownMethod, 405);
-    assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
+    assert.equal(unknownMethod.headers.allow, 'HEAD, GET');
     assertError(await call('/no/such/path', { method: 'PROPFIND' }), 404);
     assertError(await call('/no/such/path'), 404);
     // Only the known route tails pass the path-prefix rule: an unknown API version or another case is not ours.
@@ -418,7 +418,9 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       body: JSON.stringify({ privateKey: george.armored }),
       bodyDelayMs: 700,
       onRequestStarted: () => {
-        setTimeout(() => (stopped = ekm.stop('SIGTERM')), 200);
+        setTimeout(() => {
+          stopped = ekm.stop('SIGTERM');
+        }, 200);
       },
     });
     const answer = await put;

@@ -66,7 +66,7 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
         while (latencies.length < SAMPLES && performance.now() - started < PHASE_CAP_MS) {
           const reader = readers[next++ % readers.length]!;
           const t = performance.now();
-          const answer = await request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${reader.token}` }, timeoutMs: 300_000 }).catch((e: Error) => ({ status: 0, text: e.message, json: undefined }));
+          const answer = await request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${reader.token}` }, timeoutMs: 300_000 }).catch((e: unknown) => ({ status: 0, text: (e as Error).message, json: undefined }));
           latencies.push(performance.now() - t);
           if (answer.status !== 200 || answer.json?.privateKeys?.length !== 1) latencies.failures.push(`${answer.status} ${answer.text.slice(0, 80)}`);
         }
@@ -159,7 +159,7 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
       // Each attacker keeps one crafted PUT in flight for the whole phase: four at once throughout.
       do {
         const started = performance.now();
-        const answer = await put(attackerToken, bomb).catch((e: Error) => ({ status: 0, text: e.message }));
+        const answer = await put(attackerToken, bomb).catch((e: unknown) => ({ status: 0, text: (e as Error).message }));
         puts.push({ status: answer.status, ms: performance.now() - started });
       } while (attacking);
     });

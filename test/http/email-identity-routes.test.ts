@@ -15,6 +15,7 @@ import type { Store } from '../../src/stores/store.js';
 import { request } from '../support/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'identity routes passphrase';
 
@@ -79,7 +80,7 @@ describe('the public-key route and the Web Key Directory under the one email rul
       throw new Error('public routes must not authenticate');
     };
     const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: unused }, acl: { authorizePrivateKeys: unused } });
-    server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+    server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });

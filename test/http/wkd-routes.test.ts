@@ -14,6 +14,7 @@ import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 interface Answer {
   status: number;
@@ -50,7 +51,7 @@ async function serve(text: string, store: Store) {
     throw new Error('WKD must not authenticate');
   };
   const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: unused }, acl: { authorizePrivateKeys: unused } });
-  const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+  const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   const { port } = server.address() as AddressInfo;
   const request = (path: string, headers: Record<string, string> = {}, method = 'GET') =>
@@ -111,7 +112,7 @@ describe('Web Key Directory', () => {
     assert.equal(res.headers['access-control-allow-origin'], '*');
     assert.notEqual(res.body.subarray(0, 5).toString(), '-----', 'binary, not armored');
     const keys = await readBinaryKeys(res.body);
-    assert.deepEqual(keys.map((k) => k.getFingerprint().toUpperCase()), fingerprints['alice']);
+    assert.deepEqual(keys.map((k) => k.getFingerprint().toUpperCase()), fingerprints.alice);
     for (const key of keys) assert.deepEqual(key.getUserIDs(), ['<alice@a.test>']);
     for (const key of keys) assert.equal(key.isPrivate(), false);
   });
@@ -119,25 +120,25 @@ describe('Web Key Directory', () => {
   it('answers the direct method for the domain of the Host, and tells apart equal local parts by domain', async () => {
     const a = await ekm.request(hu('alice'), { host: 'a.test' });
     assert.equal(a.status, 200);
-    assert.deepEqual((await readBinaryKeys(a.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['alice']);
+    assert.deepEqual((await readBinaryKeys(a.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.alice);
     const b = await ekm.request(hu('alice'), { host: 'b.test:443' });
     assert.equal(b.status, 200);
-    assert.deepEqual((await readBinaryKeys(b.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['collide']);
+    assert.deepEqual((await readBinaryKeys(b.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.collide);
     const bAdvanced = await ekm.request(hu('alice', 'b.test'));
-    assert.deepEqual((await readBinaryKeys(bAdvanced.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['collide']);
+    assert.deepEqual((await readBinaryKeys(bAdvanced.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.collide);
   });
 
   it('matches local parts case-insensitively, as GnuPG sends them (l unchanged, hash lowercased)', async () => {
     const res = await ekm.request(hu('Bob', 'b.test'));
     assert.equal(res.status, 200);
-    assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['bob']);
+    assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.bob);
   });
 
   it("takes a + in l literally, escaped (as GnuPG sends it) or not", async () => {
     for (const l of ['dan%2Btag', 'dan+tag']) {
       const res = await ekm.request(`/.well-known/openpgpkey/a.test/hu/${wkdHash('dan+tag')}?l=${l}`);
       assert.equal(res.status, 200, l);
-      assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints['dan'], l);
+      assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.dan, l);
     }
   });
 

@@ -9,6 +9,7 @@ import { createApp } from '../../src/http/app.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from './memory-logger.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
@@ -26,7 +27,7 @@ export interface InProcessApp {
   readonly store: Store;
   /** The store as opened, before `wrapStore`. */
   readonly inner: Store;
-  close(): Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 export async function startInProcessApp(options: {
@@ -40,7 +41,7 @@ export async function startInProcessApp(options: {
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
   const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} } });
-  const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+  const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return {
     base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

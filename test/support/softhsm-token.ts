@@ -79,5 +79,5 @@ export function createSoftHsmToken(options: SoftHsmTokenOptions = {}): SoftHsmTo
 
 /** Points this process (and processes and threads it starts afterwards) at the token. */
 export function useSoftHsmToken(token: SoftHsmToken): void {
-  process.env['SOFTHSM2_CONF'] = token.confFile;
+  process.env.SOFTHSM2_CONF = token.confFile;
 }
