@@ -11,7 +11,8 @@ import { describeFailure, PROCESS_OUTPUT, type CommandOutput } from './command-o
 import { operatorFields } from './operator.js';
 
 /** What `--delete=` names: one key by fingerprint, or every key of some users. */
-export type DeleteTarget = { readonly fingerprint: string; readonly emails?: undefined } | { readonly emails: readonly string[]; readonly fingerprint?: undefined };
+export type DeleteTarget =
+  { readonly fingerprint: string; readonly emails?: undefined } | { readonly emails: readonly string[]; readonly fingerprint?: undefined };
 
 /** A file of emails larger than this is refused unread: a million addresses is about 30 MB. */
 const MAX_EMAIL_FILE_BYTES = 32 * 1024 * 1024;
@@ -40,7 +41,9 @@ export function parseDeleteTarget(value: string): DeleteTarget {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if (e instanceof DeleteTargetError) throw e;
-    throw new DeleteTargetError(`--delete=${displayEmail(value)} is neither a fingerprint nor an email, and not a readable file of emails (${(e as NodeJS.ErrnoException).code ?? 'unknown error'})`);
+    throw new DeleteTargetError(
+      `--delete=${displayEmail(value)} is neither a fingerprint nor an email, and not a readable file of emails (${(e as NodeJS.ErrnoException).code ?? 'unknown error'})`,
+    );
   }
   const emails = new Set<string>();
   for (const [i, line] of text.split(/\r?\n/).entries()) {
@@ -80,7 +83,14 @@ function terminalConfirm(): Confirm {
  * Resolves 0 when it removed anything and nothing failed, 1 with a one-line reason when there was
  * nothing to remove, the operator declined, or the store failed (what was removed stays removed).
  */
-export async function deleteKeys(config: Config, logger: Logger, value: string, yes: boolean, io: CommandOutput = PROCESS_OUTPUT, confirm: Confirm = terminalConfirm()): Promise<number> {
+export async function deleteKeys(
+  config: Config,
+  logger: Logger,
+  value: string,
+  yes: boolean,
+  io: CommandOutput = PROCESS_OUTPUT,
+  confirm: Confirm = terminalConfirm(),
+): Promise<number> {
   let target: DeleteTarget;
   try {
     target = parseDeleteTarget(value);
@@ -114,7 +124,13 @@ export async function deleteKeys(config: Config, logger: Logger, value: string, 
       }
     }
     for (const key of found) {
-      const record = { event: 'private-key.delete', email: key.email, fingerprints: [key.fingerprint], clientAddress: undefined, userAgent: undefined } as const;
+      const record = {
+        event: 'private-key.delete',
+        email: key.email,
+        fingerprints: [key.fingerprint],
+        clientAddress: undefined,
+        userAgent: undefined,
+      } as const;
       try {
         if (!(await store.delete(key.email, key.fingerprint))) {
           // Removed by someone else since it was found: nothing of ours to report as removed.

@@ -14,7 +14,13 @@ import { Progress } from './progress.js';
  * `store-key.rotate`. Interrupted, it is run again and finishes. Tells the operator which property
  * to update before the next restart. Resolves with the exit code.
  */
-export async function rotateStoreKey(config: Config, logger: Logger, configFile: string, passphraseFile: string | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
+export async function rotateStoreKey(
+  config: Config,
+  logger: Logger,
+  configFile: string,
+  passphraseFile: string | undefined,
+  io: CommandOutput = PROCESS_OUTPUT,
+): Promise<number> {
   const auditLog = logger.child(operatorFields());
   const record = { event: 'store-key.rotate', email: undefined, fingerprints: [], clientAddress: undefined, userAgent: undefined } as const;
   let newSecret: string | undefined;
@@ -38,7 +44,10 @@ export async function rotateStoreKey(config: Config, logger: Logger, configFile:
   try {
     store = await openStore(config.store, { logger, setup: false });
     if (store.rotateStoreKey === undefined) {
-      const why = store.type === 'KmipStore' ? "its records are the key server's to protect, with the key server's own key rotation" : 'not available for this store in this version';
+      const why =
+        store.type === 'KmipStore'
+          ? "its records are the key server's to protect, with the key server's own key rotation"
+          : 'not available for this store in this version';
       io.err.write(`flowcrypt-ekm: ${store.type} has no --rotate-store-key: ${why}\n`);
       return 1;
     }
@@ -50,21 +59,26 @@ export async function rotateStoreKey(config: Config, logger: Logger, configFile:
     });
     progress.clear();
     audit(auditLog, { ...record, status: 200 });
-    io.out.write(`Rotated the store key of ${store.type}: ${report.records} record${report.records === 1 ? '' : 's'} re-encrypted by this run, now under key generation ${report.generation}.\n`);
+    io.out.write(
+      `Rotated the store key of ${store.type}: ${report.records} record${report.records === 1 ? '' : 's'} re-encrypted by this run, now under key generation ${report.generation}.\n`,
+    );
     if (report.property !== undefined) {
       io.out.write(
         `The old ${report.property === 'store.db.encryption.key' ? 'passphrase' : 'key'} no longer opens the store. Running services already use the new key; ` +
           `set ${report.property} in ${configFile} (on every host) to the new value before the next restart.\n`,
       );
     }
-    if (report.walCheckpointed === false) io.err.write('note: SQLite could not empty its write-ahead log yet (readers were busy); it will at the next checkpoint\n');
+    if (report.walCheckpointed === false)
+      io.err.write('note: SQLite could not empty its write-ahead log yet (readers were busy); it will at the next checkpoint\n');
     return 0;
   } catch (e) {
     progress.clear();
     const reason = describeFailure(e);
     audit(auditLog, { ...record, status: 0, code: (e as { code?: string }).code ?? 'ERR_ROTATION_FAILED' });
     if (reason === undefined) throw e;
-    io.err.write(`flowcrypt-ekm: rotation stopped: ${reason}. Every key stays readable; run --rotate-store-key again (with the same new passphrase) to finish.\n`);
+    io.err.write(
+      `flowcrypt-ekm: rotation stopped: ${reason}. Every key stays readable; run --rotate-store-key again (with the same new passphrase) to finish.\n`,
+    );
     return 1;
   } finally {
     await store?.close();

@@ -55,14 +55,21 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
   );
   // Losses of remote outputs are reported on stdout whether or not StdoutLogger is configured:
   // the remote output is the one that cannot carry the news.
-  const reporter = winston.createLogger({ levels: LEVELS, level: 'warn', format, transports: [createStdoutOutput(config, { batched: options.batchStdout, toStderr: options.logToStderr })] });
+  const reporter = winston.createLogger({
+    levels: LEVELS,
+    level: 'warn',
+    format,
+    transports: [createStdoutOutput(config, { batched: options.batchStdout, toStderr: options.logToStderr })],
+  });
   reporter.on('error', () => undefined);
   const onLoss = (report: LossReport): void => {
     reporter.warn(lossMessage(report), { output: report.output, dropped: report.dropped, failed: report.failed, lastError: report.lastError });
     if (report.dropped > 0) logEntriesLost.inc({ output: report.output, reason: 'dropped' }, report.dropped);
     if (report.failed > 0) logEntriesLost.inc({ output: report.output, reason: 'failed' }, report.failed);
   };
-  const transports = prepared.map((output) => output.create({ onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout, logToStderr: options.logToStderr }));
+  const transports = prepared.map((output) =>
+    output.create({ onLoss, stackdriverEndpoint: options.stackdriverEndpoint, batchStdout: options.batchStdout, logToStderr: options.logToStderr }),
+  );
   const base = winston.createLogger({ levels: LEVELS, level: config.level, format, transports, exitOnError: false });
   // A transport error (stdout closed, say) must not become an unhandled 'error' event of the logger.
   base.on('error', () => undefined);

@@ -108,7 +108,8 @@ export function unwrap(key: Buffer, wrapped: string, purpose: string): Buffer | 
 export function parseKeyring(bytes: Buffer | undefined): KeyringDoc | undefined {
   if (bytes === undefined) return undefined;
   const doc = JSON.parse(bytes.toString()) as KeyringDoc;
-  if (doc.v !== 1 || !Number.isInteger(doc.current?.gen)) throw new StoreUnavailableError('The keyring of the database is of a format this version does not read');
+  if (doc.v !== 1 || !Number.isInteger(doc.current?.gen))
+    throw new StoreUnavailableError('The keyring of the database is of a format this version does not read');
   return doc;
 }
 
@@ -149,7 +150,12 @@ function unwrapNext(doc: KeyringDoc, current: GenerationKeys): GenerationKeys | 
 }
 
 /** A rotation from `current` to a new random generation, its secret under `newPassphrase`. */
-export function startRotation(doc: KeyringDoc | undefined, current: GenerationKeys, newPassphrase: string, now: number): { doc: KeyringDoc; next: GenerationKeys } {
+export function startRotation(
+  doc: KeyringDoc | undefined,
+  current: GenerationKeys,
+  newPassphrase: string,
+  now: number,
+): { doc: KeyringDoc; next: GenerationKeys } {
   const kdf = newKdf();
   const next = generationKeys(current.gen + 1, randomBytes(32));
   const started: KeyringDoc = {

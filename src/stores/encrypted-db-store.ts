@@ -456,7 +456,9 @@ class Ring {
     const doc = parseKeyring(raw)!;
     const current = this.gens.get(doc.current.gen);
     if (current === undefined) {
-      throw new StoreUnavailableError('The database key was rotated while this process did not look: restart it with the new passphrase (store.db.encryption.key)');
+      throw new StoreUnavailableError(
+        'The database key was rotated while this process did not look: restart it with the new passphrase (store.db.encryption.key)',
+      );
     }
     if (doc.next !== undefined && !this.gens.has(doc.next.gen)) this.gens.set(doc.next.gen, learnNext(doc, current));
     for (const gen of this.gens.keys()) if (gen !== doc.current.gen && gen !== doc.next?.gen) this.gens.delete(gen);
@@ -572,7 +574,9 @@ class EncryptedDbStore implements Store {
       if (statements?.anyPending.get() !== 0) {
         this.startIndexer();
         if (this.writeFailure === undefined) throw new KeyIdIndexBuildingError();
-        throw new StoreUnavailableError(`The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`);
+        throw new StoreUnavailableError(
+          `The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`,
+        );
       }
       return (statements.byKeyId.all(...this.hashes('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
     });
@@ -596,7 +600,12 @@ class EncryptedDbStore implements Store {
           }
           // Inside the IMMEDIATE transaction, which holds SQLite's write lock: no other worker, host
           // sharing the file or --import can add a key between this count and the insert.
-          if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(...this.hashes('email', key.email)) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
+          if (limits !== undefined)
+            checkOwnerKeyLimits(
+              (statements.byOwner.all(...this.hashes('email', key.email)) as KeyRow[]).map((r) => this.decrypt(r)),
+              key,
+              limits,
+            );
           const { owner, fp, iv, record, gen } = this.sealRecord(key);
           // The triggers queue the row and drop its old ids; its new ids go in with it.
           const id = existing === undefined ? Number(statements.insert.run(owner, fp, iv, record, Date.now(), gen).lastInsertRowid) : existing.id;
@@ -632,7 +641,9 @@ class EncryptedDbStore implements Store {
   async *inventory(): AsyncIterable<InventoryEntry> {
     let after = 0;
     for (;;) {
-      const entries = this.read(() => (this.reader.statements.page.all(after) as KeyRow[]).map((row) => ({ id: row.id, key: this.decrypt(row), writtenAt: row.written ?? undefined })));
+      const entries = this.read(() =>
+        (this.reader.statements.page.all(after) as KeyRow[]).map((row) => ({ id: row.id, key: this.decrypt(row), writtenAt: row.written ?? undefined })),
+      );
       if (entries.length === 0) return;
       for (const { key, writtenAt } of entries) yield { key, writtenAt };
       after = entries[entries.length - 1]!.id;
@@ -657,7 +668,8 @@ class EncryptedDbStore implements Store {
     // scrypt (about 100 ms) outside the write lock; the transaction starts only if nobody started meanwhile.
     const before = this.read(() => this.ring.doc());
     let resumed = before?.next !== undefined;
-    if (resumed && !opensNext(before!, newSecret)) throw new ConfigError('A rotation to another new passphrase is under way: run --rotate-store-key again with the same --new-passphrase-file');
+    if (resumed && !opensNext(before!, newSecret))
+      throw new ConfigError('A rotation to another new passphrase is under way: run --rotate-store-key again with the same --new-passphrase-file');
     if (!resumed) {
       const started = startRotation(before, this.ring.get(this.ring.current)!, newSecret, Date.now());
       const { db, statements } = this.writable();
@@ -672,7 +684,14 @@ class EncryptedDbStore implements Store {
           .immediate(),
       );
       // Another --rotate-store-key started one at the same moment: go on with it if it is ours.
-      if (resumed && !opensNext(this.read(() => this.ring.doc())!, newSecret)) throw new ConfigError('Another rotation started at the same time with another new passphrase: run --rotate-store-key again with that one');
+      if (
+        resumed &&
+        !opensNext(
+          this.read(() => this.ring.doc())!,
+          newSecret,
+        )
+      )
+        throw new ConfigError('Another rotation started at the same time with another new passphrase: run --rotate-store-key again with that one');
     }
     const doc = this.read(() => this.ring.doc())!;
     const target = doc.next!.gen;
@@ -722,7 +741,8 @@ class EncryptedDbStore implements Store {
         db
           .transaction(() => {
             keyring();
-            if (this.ring.write !== target) throw new StoreUnavailableError('The key rotation was finished or replaced by another process meanwhile; run --rotate-store-key again');
+            if (this.ring.write !== target)
+              throw new StoreUnavailableError('The key rotation was finished or replaced by another process meanwhile; run --rotate-store-key again');
             let moved = 0;
             for (const { row, key, ids } of prepared) {
               const sealed = this.sealRecord(key);
@@ -784,7 +804,7 @@ class EncryptedDbStore implements Store {
    * in read-only mode (reads go on).
    */
   async indexPending(limit: number, from = 0): Promise<number> {
-    for (let done = 0; done < limit && !this.closed; ) {
+    for (let done = 0; done < limit && !this.closed;) {
       this.writable();
       const rows = this.read(() => this.keyIdIndex()?.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[] | undefined) ?? [];
       if (rows.length === 0 && from > 0) {
@@ -965,7 +985,10 @@ class EncryptedDbStore implements Store {
 
   private keysOf(row: KeyRow): GenerationKeys {
     const keys = this.ring.get(row.gen);
-    if (keys === undefined) throw new StoreUnavailableError(`Stored record ${row.id} is of key generation ${row.gen}, which this process does not hold: restart it with the current passphrase`);
+    if (keys === undefined)
+      throw new StoreUnavailableError(
+        `Stored record ${row.id} is of key generation ${row.gen}, which this process does not hold: restart it with the current passphrase`,
+      );
     return keys;
   }
 

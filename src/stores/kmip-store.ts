@@ -7,7 +7,20 @@ import { checked, KmipClient } from './kmip/kmip-client.js';
 import { DEFAULT_POOL_OPTIONS, type KmipPoolOptions } from './kmip/kmip-connection-pool.js';
 import { ObjectType, ResultReason, ResultStatus, SecretDataType, Tag } from './kmip/kmip-enums.js';
 import { KmipOperationError, KmipUnavailableError } from './kmip/kmip-errors.js';
-import { child, destroy, get, getAttributes, locate, objectTypeAttribute, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData, type BatchItemResult } from './kmip/kmip-messages.js';
+import {
+  child,
+  destroy,
+  get,
+  getAttributes,
+  locate,
+  objectTypeAttribute,
+  readAttributes,
+  readLocated,
+  readSecretDataMaterial,
+  readUniqueIdentifier,
+  registerSecretData,
+  type BatchItemResult,
+} from './kmip/kmip-messages.js';
 import { keyIdsOf } from '../keys/key-ids.js';
 import { decodeRecord, encodeRecord, FINGERPRINT_NAME_PREFIX, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
@@ -39,7 +52,7 @@ export async function openKmipStore(config: KmipStoreConfig, deps: StoreDependen
     truststoreFile: config.truststore?.file,
     pool: { ...DEFAULT_POOL_OPTIONS, ...options.pool },
   });
-    // Only setup commands (--test-store-connection, --import) may create the index key on a server
+  // Only setup commands (--test-store-connection, --import) may create the index key on a server
   // that has none visible to this client: a serving daemon whose identity cannot see the
   // deployment's objects answers 503 instead of an empty key list.
   return new KmipStore(client, deps.logger, deps.setup ?? false);
@@ -79,7 +92,9 @@ class KmipStore implements Store {
       const { uniqueIdentifier } = await this.indexKey!;
       const ids = readLocated(await this.client.one(locateIndexKey(), 'Locate'));
       if (!ids.includes(uniqueIdentifier)) {
-        throw new StoreUnavailableError(`The EKM's index key (KMIP object ${uniqueIdentifier}) is gone from the KMIP server: stored keys cannot be found until it is restored`);
+        throw new StoreUnavailableError(
+          `The EKM's index key (KMIP object ${uniqueIdentifier}) is gone from the KMIP server: stored keys cannot be found until it is restored`,
+        );
       }
     });
   }
@@ -92,7 +107,9 @@ class KmipStore implements Store {
       for (const { record } of records) {
         if (record.key.email !== email) throw tampered();
       }
-      return records.sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint)).map((r) => r.record.key);
+      return records
+        .sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint))
+        .map((r) => r.record.key);
     });
   }
 
@@ -101,13 +118,18 @@ class KmipStore implements Store {
       const tags = await this.tags();
       const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.keyId(id)]), 'Locate'));
       const records = latestPerFingerprint(await this.getRecords(ids));
-      return records.sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint)).map((r) => r.record.key);
+      return records
+        .sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint))
+        .map((r) => r.record.key);
     });
   }
 
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const before = this.ownerWrites.get(key.email) ?? Promise.resolve();
-    const mine = before.then(() => this.upsertNow(key, limits), () => this.upsertNow(key, limits));
+    const mine = before.then(
+      () => this.upsertNow(key, limits),
+      () => this.upsertNow(key, limits),
+    );
     this.ownerWrites.set(key.email, mine);
     try {
       return await mine;
@@ -120,7 +142,9 @@ class KmipStore implements Store {
     const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     return this.run(async () => {
       const tags = await this.tags();
-      const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.fingerprint(key.fingerprint)]), 'Locate'));
+      const ids = readLocated(
+        await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.fingerprint(key.fingerprint)]), 'Locate'),
+      );
       const existing = await this.getRecords(ids);
       if (existing.some((r) => r.record.key.email !== key.email)) throw new FingerprintConflictError();
       if (existing.some((r) => r.record.key.fingerprint !== key.fingerprint)) throw tampered();
@@ -204,7 +228,12 @@ class KmipStore implements Store {
 
   /** The tagger, resolving the index key on first use; a failed resolution is retried next time. */
   private async tags(): Promise<RecordTags> {
-    this.indexKey ??= resolveIndexKey(this.client, this.logger, locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1), this.createIndexKey).catch((e: unknown) => {
+    this.indexKey ??= resolveIndexKey(
+      this.client,
+      this.logger,
+      locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG()], 1),
+      this.createIndexKey,
+    ).catch((e: unknown) => {
       this.indexKey = undefined;
       throw e;
     });

@@ -51,7 +51,11 @@ export class Pkcs11Store implements Store {
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     // Only the four fields cross the boundary, whatever else the caller's object carries.
-    const request = { op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey }, keyIds } as const;
+    const request = {
+      op: 'upsert',
+      key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey },
+      keyIds,
+    } as const;
     return this.engine().call(limits === undefined ? request : { ...request, limits: { maxKeys: limits.maxKeys, maxBytes: limits.maxBytes } });
   }
 

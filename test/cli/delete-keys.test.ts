@@ -27,8 +27,21 @@ describe('--delete', () => {
 
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'ekm-delete-'));
-    const properties = { 'org.id': 'delete.test', 'api.https.enabled': 'false', 'auth.type': 'OpenIDConnectAuthenticator', 'auth.openid.issuer': 'https://issuer.invalid', 'auth.openid.audience': 'x', 'acl.type': 'SimpleAcl', ...encryptedDbStoreProperties(dir) };
-    config = parseConfig(Object.entries(properties).map(([k, v]) => `${k}=${v}`).join('\n'), 'test.properties');
+    const properties = {
+      'org.id': 'delete.test',
+      'api.https.enabled': 'false',
+      'auth.type': 'OpenIDConnectAuthenticator',
+      'auth.openid.issuer': 'https://issuer.invalid',
+      'auth.openid.audience': 'x',
+      'acl.type': 'SimpleAcl',
+      ...encryptedDbStoreProperties(dir),
+    };
+    config = parseConfig(
+      Object.entries(properties)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n'),
+      'test.properties',
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -40,7 +53,10 @@ describe('--delete', () => {
     const file = join(dir, 'leavers.txt');
     writeFileSync(file, '  bob@example.com \r\n# comment\n\nBOB@example.com\ncarol@example.com\n');
     assert.deepEqual(parseDeleteTarget(file), { emails: ['bob@example.com', 'carol@example.com'] });
-    assert.throws(() => parseDeleteTarget('\uFF41lice@example.com'), (e: unknown) => e instanceof DeleteTargetError && /it contains the character U\+FF41/.test(e.message));
+    assert.throws(
+      () => parseDeleteTarget('\uFF41lice@example.com'),
+      (e: unknown) => e instanceof DeleteTargetError && /it contains the character U\+FF41/.test(e.message),
+    );
     assert.throws(() => parseDeleteTarget(join(dir, 'missing.txt')), /neither a fingerprint nor an email, and not a readable file of emails \(ENOENT\)/);
     writeFileSync(file, '# only a comment\n');
     assert.throws(() => parseDeleteTarget(file), /names no email/);
@@ -62,7 +78,10 @@ describe('--delete', () => {
     const accepted = output();
     assert.equal(await deleteKeys(config, logger, 'asked@example.com', false, accepted.io, async () => true), 0);
     assert.match(accepted.text(), /Removed 1 key of 1 user from EncryptedDbStore\n$/);
-    assert.deepEqual(logger.entries.filter((e) => e.fields['audit'] !== undefined).map((e) => [e.message, e.fields['email'], e.fields['fingerprints']]), [['private-key.delete', 'asked@example.com', [key.fingerprint]]]);
+    assert.deepEqual(
+      logger.entries.filter((e) => e.fields['audit'] !== undefined).map((e) => [e.message, e.fields['email'], e.fields['fingerprints']]),
+      [['private-key.delete', 'asked@example.com', [key.fingerprint]]],
+    );
     const check = await openStore(config.store, { logger: new MemoryLogger() });
     assert.deepEqual(await check.listByEmail('asked@example.com'), []);
     await check.close();

@@ -28,7 +28,11 @@ interface Seeded {
   readonly expires: string | null;
 }
 
-async function seeded(email: string, options: Parameters<typeof makePrivateKey>[1], expected: { algorithm: string; bits: number | null; curve: string | null; expiresInDays?: number }): Promise<Seeded> {
+async function seeded(
+  email: string,
+  options: Parameters<typeof makePrivateKey>[1],
+  expected: { algorithm: string; bits: number | null; curve: string | null; expiresInDays?: number },
+): Promise<Seeded> {
   const made = await makePrivateKey(email, options);
   const created = (await openpgp.readKey({ armoredKey: made.publicKey })).getCreationTime();
   const days = options?.expired === true ? 1 : expected.expiresInDays;
@@ -88,7 +92,11 @@ for (const backend of STORE_BACKENDS) {
       const ed = { algorithm: 'ed25519', bits: null, curve: null };
       keys = [
         await seeded('alice@a.test', {}, ed),
-        await seeded('alice@a.test', { type: 'rsa', rsaBits: 2048, expiresInDays: 10 }, { algorithm: 'rsaEncryptSign', bits: 2048, curve: null, expiresInDays: 10 }),
+        await seeded(
+          'alice@a.test',
+          { type: 'rsa', rsaBits: 2048, expiresInDays: 10 },
+          { algorithm: 'rsaEncryptSign', bits: 2048, curve: null, expiresInDays: 10 },
+        ),
         await seeded('bob@a.test', { expired: true }, ed),
         await seeded('carol@b.test', { expiresInDays: 90 }, { ...ed, expiresInDays: 90 }),
         await seeded('dave@a.test', {}, ed),
@@ -135,14 +143,28 @@ for (const backend of STORE_BACKENDS) {
       assert.equal(listed.code, 0, listed.output);
       const doc = JSON.parse(listed.stdout) as { keys: Record<string, unknown>[]; summary: Record<string, number> };
       assert.deepEqual(doc.summary, { keys: 5, users: 4, expiringWithin30Days: 1, expired: 1 });
-      const expected = [...keys].sort((a, b) => a.key.email.localeCompare(b.key.email) || a.created.localeCompare(b.created) || a.key.fingerprint.localeCompare(b.key.fingerprint));
+      const expected = [...keys].sort(
+        (a, b) => a.key.email.localeCompare(b.key.email) || a.created.localeCompare(b.created) || a.key.fingerprint.localeCompare(b.key.fingerprint),
+      );
       assert.deepEqual(
         doc.keys.map(({ lastWritten: _, ...rest }) => rest),
-        expected.map((k) => ({ email: k.key.email, fingerprint: k.key.fingerprint, algorithm: k.algorithm, bits: k.bits, curve: k.curve, created: k.created, expires: k.expires, revoked: false })),
+        expected.map((k) => ({
+          email: k.key.email,
+          fingerprint: k.key.fingerprint,
+          algorithm: k.algorithm,
+          bits: k.bits,
+          curve: k.curve,
+          created: k.created,
+          expires: k.expires,
+          revoked: false,
+        })),
       );
       for (const k of doc.keys) {
         const written = Date.parse(String(k['lastWritten']));
-        assert.ok(written >= seededFrom && written <= seededTo, `${String(k['lastWritten'])} outside the seeding [${new Date(seededFrom).toISOString()}, ${new Date(seededTo).toISOString()}]`);
+        assert.ok(
+          written >= seededFrom && written <= seededTo,
+          `${String(k['lastWritten'])} outside the seeding [${new Date(seededFrom).toISOString()}, ${new Date(seededTo).toISOString()}]`,
+        );
       }
       for (const k of keys) assert.equal(listed.output.includes(k.key.privateKey.slice(100, 160)), false, 'no private key material');
       assert.doesNotMatch(listed.output, /PRIVATE KEY|PUBLIC KEY/);
@@ -155,14 +177,28 @@ for (const backend of STORE_BACKENDS) {
       assert.match(lines[0]!, /^EMAIL\s+FINGERPRINT\s+ALGORITHM\s+CREATED\s+EXPIRES\s+LAST WRITTEN$/);
       assert.equal(lines.length, 7);
       const rsa = keys[1]!;
-      assert.match(lines.find((l) => l.includes(rsa.key.fingerprint))!, new RegExp(`^alice@a\\.test\\s+${rsa.key.fingerprint}\\s+rsaEncryptSign 2048\\s+${rsa.created.slice(0, 10)} ${rsa.created.slice(11, 16)}\\s+${rsa.expires!.slice(0, 10)} `));
-      assert.match(lines.find((l) => l.includes(keys[0]!.key.fingerprint))!, /ed25519\s+\S+ \S+\s+never\s+\d{4}-\d\d-\d\d \d\d:\d\d$/);
+      assert.match(
+        lines.find((l) => l.includes(rsa.key.fingerprint))!,
+        new RegExp(
+          `^alice@a\\.test\\s+${rsa.key.fingerprint}\\s+rsaEncryptSign 2048\\s+${rsa.created.slice(0, 10)} ${rsa.created.slice(11, 16)}\\s+${rsa.expires!.slice(0, 10)} `,
+        ),
+      );
+      assert.match(
+        lines.find((l) => l.includes(keys[0]!.key.fingerprint))!,
+        /ed25519\s+\S+ \S+\s+never\s+\d{4}-\d\d-\d\d \d\d:\d\d$/,
+      );
       assert.equal(lines[6], '5 keys, 4 users, 1 expiring within 30 days, 1 expired');
     });
 
-    it('--delete=<email> removes only that user\'s keys, audited; the running daemon stops serving them at once on every worker', async () => {
-      assert.deepEqual((await everyWorker(() => privateKeys('alice@a.test'))).map((k) => k.length), Array(8).fill(2));
-      assert.deepEqual((await everyWorker(() => publicKeys('alice@a.test'))).map((k) => k.length), Array(8).fill(2));
+    it("--delete=<email> removes only that user's keys, audited; the running daemon stops serving them at once on every worker", async () => {
+      assert.deepEqual(
+        (await everyWorker(() => privateKeys('alice@a.test'))).map((k) => k.length),
+        Array(8).fill(2),
+      );
+      assert.deepEqual(
+        (await everyWorker(() => publicKeys('alice@a.test'))).map((k) => k.length),
+        Array(8).fill(2),
+      );
 
       const unconfirmed = await ekmArgs('--delete=alice@a.test');
       assert.equal(unconfirmed.code, 1, unconfirmed.output);
@@ -177,12 +213,18 @@ for (const backend of STORE_BACKENDS) {
       const audited = auditEntries(deleted.stderr);
       assert.deepEqual(
         audited.map((e) => [e['audit'], e['email'], e['fingerprints'], e['status'], e['outcome'], e['operator'], e['host'], e['invokedBy']]),
-        keys.slice(0, 2).map((k) => ['private-key.delete', 'alice@a.test', [k.key.fingerprint], 200, 'success', userInfo().username, hostname(), 'admin-alice']),
+        keys
+          .slice(0, 2)
+          .map((k) => ['private-key.delete', 'alice@a.test', [k.key.fingerprint], 200, 'success', userInfo().username, hostname(), 'admin-alice']),
       );
 
       assert.deepEqual(await everyWorker(() => privateKeys('alice@a.test')), Array(8).fill([]));
       assert.deepEqual(await everyWorker(() => publicKeys('alice@a.test')), Array(8).fill([]));
-      assert.deepEqual((await everyWorker(() => privateKeys('dave@a.test'))).map((k) => k.length), Array(8).fill(1), 'other users unaffected');
+      assert.deepEqual(
+        (await everyWorker(() => privateKeys('dave@a.test'))).map((k) => k.length),
+        Array(8).fill(1),
+        'other users unaffected',
+      );
       assert.equal((await privateKeys('carol@b.test')).length, 1);
     });
 
@@ -210,7 +252,13 @@ for (const backend of STORE_BACKENDS) {
     it('exits 1 with one line when there is nothing to remove or the value is not understood; removes nothing', async () => {
       const gone = await ekmArgs('--delete=alice@a.test', '--yes');
       assert.equal(gone.code, 1);
-      assert.equal(gone.stderr.split('\n').filter((l) => l.startsWith('flowcrypt-ekm:')).join('\n'), 'flowcrypt-ekm: nothing to remove: no key is stored for alice@a.test');
+      assert.equal(
+        gone.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('flowcrypt-ekm:'))
+          .join('\n'),
+        'flowcrypt-ekm: nothing to remove: no key is stored for alice@a.test',
+      );
       const unknown = await ekmArgs(`--delete=${'AB'.repeat(20)}`, '--yes');
       assert.equal(unknown.code, 1);
       assert.match(unknown.stderr, /nothing to remove: no key with the fingerprint (AB){20} is stored/);

@@ -19,7 +19,13 @@ import { makeKey } from '../stores/store-conformance.js';
 const OLD = 'the old store passphrase 1';
 const NEW = 'the new store passphrase 2';
 const deps = { logger: new MemoryLogger() };
-const COMMON = { 'org.id': 'rotate.test', 'org.domains': 'a.test', 'api.https.enabled': 'false', 'acl.type': 'SimpleAcl', 'auth.type': 'OpenIDConnectAuthenticator' } as const;
+const COMMON = {
+  'org.id': 'rotate.test',
+  'org.domains': 'a.test',
+  'api.https.enabled': 'false',
+  'acl.type': 'SimpleAcl',
+  'auth.type': 'OpenIDConnectAuthenticator',
+} as const;
 
 /** A database of `users` users with `perUser` keys each; returns the keys by email. */
 async function seed(folder: string, users: number, perUser: number): Promise<Map<string, StoredKey[]>> {
@@ -41,7 +47,8 @@ async function seed(folder: string, users: number, perUser: number): Promise<Map
 async function assertEveryKey(store: Store, expected: Map<string, StoredKey[]>): Promise<void> {
   for (const [email, keys] of expected) assert.deepEqual(await store.listByEmail(email), keys, email);
   // The key id index too (its tags are keyed hashes, re-keyed with the records).
-  for (const keys of [...expected.values()].slice(0, 20)) for (const k of keys) assert.deepEqual(await store.listByKeyId(k.fingerprint), [k], `key id ${k.fingerprint}`);
+  for (const keys of [...expected.values()].slice(0, 20))
+    for (const k of keys) assert.deepEqual(await store.listByKeyId(k.fingerprint), [k], `key id ${k.fingerprint}`);
   let n = 0;
   for await (const _ of store.all()) n++;
   assert.equal(n, [...expected.values()].flat().length);
@@ -58,7 +65,10 @@ async function readableWith(folder: string, passphrase: string, expected: Map<st
 }
 
 async function refusedWith(folder: string, passphrase: string): Promise<void> {
-  await assert.rejects(openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, deps), (e: unknown) => e instanceof ConfigError && /wrong passphrase/.test(e.message));
+  await assert.rejects(
+    openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, deps),
+    (e: unknown) => e instanceof ConfigError && /wrong passphrase/.test(e.message),
+  );
 }
 
 function configFor(dir: string, extra: Record<string, string> = {}): string {
@@ -126,8 +136,17 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
     await refusedWith(folder, OLD);
     await readableWith(folder, NEW, expected);
     // Nothing of the old generation is left in the files.
-    const files = ['ekm.sqlite', 'ekm.sqlite-wal'].map((f) => { try { return readFileSync(join(folder, f)); } catch { return Buffer.alloc(0); } });
-    assert.ok(files.every((b) => !b.includes('currentByNext') && !b.includes('byCurrent')), 'the rotation-time keyring is gone');
+    const files = ['ekm.sqlite', 'ekm.sqlite-wal'].map((f) => {
+      try {
+        return readFileSync(join(folder, f));
+      } catch {
+        return Buffer.alloc(0);
+      }
+    });
+    assert.ok(
+      files.every((b) => !b.includes('currentByNext') && !b.includes('byCurrent')),
+      'the rotation-time keyring is gone',
+    );
   });
 
   it('killed with SIGKILL at several points leaves every key readable with either passphrase; run again, it finishes', async () => {
@@ -166,7 +185,10 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
       const finished = await runEkm(args);
       assert.equal(finished.code, 0, finished.output);
       assert.match(finished.stdout, /Rotated the store key of EncryptedDbStore: \d+ records re-encrypted by this run, now under key generation 1\./);
-      assert.match(finished.stdout, new RegExp(`set store\\.db\\.encryption\\.key in ${config.replace(/[.]/g, '\\.')} \\(on every host\\) to the new value before the next restart`));
+      assert.match(
+        finished.stdout,
+        new RegExp(`set store\\.db\\.encryption\\.key in ${config.replace(/[.]/g, '\\.')} \\(on every host\\) to the new value before the next restart`),
+      );
       assert.match(finished.output, /"audit":"store-key.rotate".*"status":200/);
       assert.equal(finished.output.includes(NEW), false, 'the new passphrase is never printed');
       await refusedWith(folder, OLD);
@@ -184,7 +206,16 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
     const idpCert = pki.issue('idp', { hosts: ['127.0.0.1'] });
     const idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: 'rotate' });
     const expected = await seed(join(dir, 'db'), 1500, 2);
-    const properties = { ...COMMON, 'api.workers': '2', 'auth.openid.issuer': idp.issuer, 'auth.openid.jwks': idp.jwksUri, 'auth.openid.audience': 'rotate', 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': OLD };
+    const properties = {
+      ...COMMON,
+      'api.workers': '2',
+      'auth.openid.issuer': idp.issuer,
+      'auth.openid.jwks': idp.jwksUri,
+      'auth.openid.audience': 'rotate',
+      'store.type': 'EncryptedDbStore',
+      'store.db.folder': join(dir, 'db'),
+      'store.db.encryption.key': OLD,
+    };
     let ekm = await EkmDaemon.start({ dir, env: { NODE_EXTRA_CA_CERTS: pki.caCertFile }, properties });
     try {
       const users = ['user0@a.test', 'user700@a.test', 'user1499@a.test'];
@@ -199,7 +230,8 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
           for (const email of users) {
             const answer = await get(email);
             const got = answer.status === 200 ? (answer.json.privateKeys as { decryptedPrivateKey: string }[]).map((k) => k.decryptedPrivateKey) : [];
-            if (answer.status !== 200 || JSON.stringify(got) !== JSON.stringify(expected.get(email)!.map((k) => k.privateKey))) failures.push(`${email}: ${answer.status} ${answer.text.slice(0, 200)}`);
+            if (answer.status !== 200 || JSON.stringify(got) !== JSON.stringify(expected.get(email)!.map((k) => k.privateKey)))
+              failures.push(`${email}: ${answer.status} ${answer.text.slice(0, 200)}`);
             served++;
           }
         }
@@ -214,7 +246,11 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
       assert.deepEqual(ekm.workerPids().sort(), workers.sort(), 'no worker was replaced');
       for (const email of users) assert.equal((await get(email)).json.privateKeys.length, 2);
       const fresh = await makePrivateKey('user0@a.test');
-      const put = await request(`${ekm.baseUrl}/v1/keys/private`, { method: 'PUT', headers: { authorization: `Bearer ${tokens.get('user0@a.test')!}`, 'content-type': 'application/json' }, body: JSON.stringify({ privateKey: fresh.armored }) });
+      const put = await request(`${ekm.baseUrl}/v1/keys/private`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${tokens.get('user0@a.test')!}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ privateKey: fresh.armored }),
+      });
       assert.equal(put.status, 200, put.text);
       assert.equal((await get('user0@a.test')).json.privateKeys.length, 3);
       // The next restart needs the new passphrase, as the command said.

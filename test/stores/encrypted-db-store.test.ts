@@ -88,7 +88,9 @@ describe('EncryptedDbStore encryption', () => {
     const key = makeKey('plaintext.check@example.com');
     await store.upsert(key);
     await store.close();
-    const onDisk = readdirSync(config.folder).map((f) => readFileSync(join(config.folder, f)).toString('latin1')).join('');
+    const onDisk = readdirSync(config.folder)
+      .map((f) => readFileSync(join(config.folder, f)).toString('latin1'))
+      .join('');
     assert.ok(onDisk.length > 4096);
     for (const secret of [key.email, 'plaintext.check', key.fingerprint, key.privateKey.slice(60, 120), key.publicKey.slice(60, 120)]) {
       assert.equal(onDisk.includes(secret), false, `found ${secret.slice(0, 20)} on disk`);
@@ -161,7 +163,13 @@ describe('EncryptedDbStore encryption', () => {
     await store.upsert(makeKey('garbled@example.com'));
     // Re-seal the row, with the store's own key and AAD, over text that is not JSON.
     const raw = new Database(join(config.folder, DB_FILE_NAME));
-    const kdf = JSON.parse((raw.prepare("SELECT value FROM meta WHERE name = 'kdf'").get() as { value: Buffer }).value.toString()) as { N: number; r: number; p: number; maxmem: number; salt: string };
+    const kdf = JSON.parse((raw.prepare("SELECT value FROM meta WHERE name = 'kdf'").get() as { value: Buffer }).value.toString()) as {
+      N: number;
+      r: number;
+      p: number;
+      maxmem: number;
+      salt: string;
+    };
     const master = scryptSync(config.encryptionKey, Buffer.from(kdf.salt, 'base64'), 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: kdf.maxmem });
     const key = Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), 'ekm record encryption', 32));
     const row = raw.prepare('SELECT id, owner, fp FROM keys').get() as { id: number; owner: Buffer; fp: Buffer };
@@ -259,7 +267,9 @@ describe('EncryptedDbStore encryption', () => {
     await store.probe();
     const raw = new Database(join(config.folder, DB_FILE_NAME));
     const check = (raw.prepare("SELECT value FROM meta WHERE name = 'check'").get() as { value: Buffer }).value;
-    raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(Buffer.concat([check.subarray(0, 20), Buffer.from([check[20]! ^ 0xff]), check.subarray(21)]));
+    raw
+      .prepare("UPDATE meta SET value = ? WHERE name = 'check'")
+      .run(Buffer.concat([check.subarray(0, 20), Buffer.from([check[20]! ^ 0xff]), check.subarray(21)]));
     await assert.rejects(store.probe(), StoreUnavailableError);
     raw.prepare("UPDATE meta SET value = ? WHERE name = 'check'").run(check);
     raw.close();

@@ -74,7 +74,10 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       const keys = Array.from({ length: 12 }, (_, i) => makeKey(email(`many${i % 3}`)));
       await Promise.all(keys.map((k) => store.upsert(k)));
       for (let i = 0; i < 3; i++) {
-        const expected = keys.filter((k) => k.email === email(`many${i}`)).map((k) => k.fingerprint).sort();
+        const expected = keys
+          .filter((k) => k.email === email(`many${i}`))
+          .map((k) => k.fingerprint)
+          .sort();
         const got = (await store.listByEmail(email(`many${i}`))).map((k) => k.fingerprint).sort();
         assert.deepEqual(got, expected);
       }
@@ -151,7 +154,13 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       const limits = { maxKeys: 10, maxBytes: 2 * size + 100 };
       assert.equal(await store.upsert(first, limits), 'added');
       assert.equal(await store.upsert(makeKey(email('heidi')), limits), 'added');
-      await assert.rejects(store.upsert(makeKey(email('heidi')), limits), (e: unknown) => e instanceof KeyLimitError && e.code === 'ERR_KEY_BYTES_LIMIT' && /^at most \d+ bytes of keys per user: ask your administrator to remove old ones$/.test(e.message));
+      await assert.rejects(
+        store.upsert(makeKey(email('heidi')), limits),
+        (e: unknown) =>
+          e instanceof KeyLimitError &&
+          e.code === 'ERR_KEY_BYTES_LIMIT' &&
+          /^at most \d+ bytes of keys per user: ask your administrator to remove old ones$/.test(e.message),
+      );
       const grown = (n: number) => ({ ...first, privateKey: first.privateKey.replace('BLOCK-----\n', `BLOCK-----\nComment: ${'x'.repeat(n)}\n`) });
       await assert.rejects(store.upsert(grown(120), limits), KeyLimitError);
       assert.equal(await store.upsert(grown(50), limits), 'updated');
@@ -189,7 +198,10 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       for await (const entry of store.inventory()) entries.set(entry.key.fingerprint, entry);
       const judy = entries.get(key.fingerprint);
       assert.deepEqual(judy?.key, replaced);
-      assert.ok(judy.writtenAt !== undefined && judy.writtenAt >= beforeUpdate && judy.writtenAt <= after, `written at ${judy.writtenAt}, updated in [${beforeUpdate}, ${after}], added by ${added} after ${before}`);
+      assert.ok(
+        judy.writtenAt !== undefined && judy.writtenAt >= beforeUpdate && judy.writtenAt <= after,
+        `written at ${judy.writtenAt}, updated in [${beforeUpdate}, ${after}], added by ${added} after ${before}`,
+      );
       const all: string[] = [];
       for await (const k of store.all()) all.push(k.fingerprint);
       assert.deepEqual([...entries.keys()].sort(), all.sort(), 'inventory() walks what all() walks');
@@ -199,7 +211,10 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
 
 /** A key record of realistic size; stores treat the armored text as opaque. */
 export function makeKey(email: string): StoredKey {
-  const body = (n: number) => randomBytes(n).toString('base64').replace(/(.{64})/g, '$1\n');
+  const body = (n: number) =>
+    randomBytes(n)
+      .toString('base64')
+      .replace(/(.{64})/g, '$1\n');
   return {
     email,
     fingerprint: randomBytes(20).toString('hex').toUpperCase(),

@@ -35,10 +35,12 @@ const NOT_PASSED: Partial<Record<string, Partial<Record<Method, string>>>> = {
 /** A store that records each call it gets, with its arguments. */
 function recordingStore(): { store: Store; calls: [string, unknown[]][] } {
   const calls: [string, unknown[]][] = [];
-  const record = (name: string, result: unknown) => (...args: unknown[]) => {
-    calls.push([name, args]);
-    return result;
-  };
+  const record =
+    (name: string, result: unknown) =>
+    (...args: unknown[]) => {
+      calls.push([name, args]);
+      return result;
+    };
   const store: Store = {
     type: 'RecordingStore',
     probe: record('probe', Promise.resolve()),
@@ -48,12 +50,18 @@ function recordingStore(): { store: Store; calls: [string, unknown[]][] } {
     upsert: record('upsert', Promise.resolve('added')),
     delete: record('delete', Promise.resolve(true)),
     count: record('count', Promise.resolve(0)),
-    all: record('all', (async function* () {
-      // no keys
-    })()),
-    inventory: record('inventory', (async function* () {
-      // no keys
-    })()),
+    all: record(
+      'all',
+      (async function* () {
+        // no keys
+      })(),
+    ),
+    inventory: record(
+      'inventory',
+      (async function* () {
+        // no keys
+      })(),
+    ),
     close: record('close', Promise.resolve()),
   } as Store;
   return { store, calls };

@@ -26,7 +26,10 @@ export const STORE_BACKENDS: readonly StoreBackend[] = [
       const token = createSoftHsmToken();
       // Child processes (the daemon, the commands) inherit SOFTHSM2_CONF, which points at this token.
       useSoftHsmToken(token);
-      return { properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin }, cleanup: async () => token.remove() };
+      return {
+        properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin },
+        cleanup: async () => token.remove(),
+      };
     },
   },
   {

@@ -202,13 +202,12 @@ export class TokenRecordStore {
       const object = this.read(c, handle);
       if (object === undefined) continue;
       const content = c.cipher.open(ownerTag, object.fingerprintTag, object.value);
-      if (content.key.email !== email) throw new StoreUnavailableError('A stored record names another owner than its object; the token may hold tampered objects');
+      if (content.key.email !== email)
+        throw new StoreUnavailableError('A stored record names another owner than its object; the token may hold tampered objects');
       const seen = newest.get(content.key.fingerprint);
       if (seen === undefined || seen.writtenAt < content.writtenAt) newest.set(content.key.fingerprint, content);
     }
-    return [...newest.values()]
-      .sort((a, b) => a.createdAt - b.createdAt || a.key.fingerprint.localeCompare(b.key.fingerprint))
-      .map((r) => r.key);
+    return [...newest.values()].sort((a, b) => a.createdAt - b.createdAt || a.key.fingerprint.localeCompare(b.key.fingerprint)).map((r) => r.key);
   }
 
   /** Starts an export: a snapshot of the objects now on the token, read page by page. */
@@ -329,7 +328,9 @@ export class TokenRecordStore {
     this.nextAttemptAt = now + (pinRefused ? RETRY_PIN_MS : Math.min(RETRY_MIN_MS * 2 ** (this.failures - 1), RETRY_MAX_MS));
     this.lastFailure = e instanceof ConfigError ? e.message.split(':')[0]! : e instanceof EkmError ? e.details : describeFailure(e);
     if (this.failures === 1 || pinRefused) {
-      this.log('error', 'Cannot connect to the HSM; retrying with backoff', { reason: e instanceof EkmError ? e.details : e instanceof Error ? e.message : this.lastFailure });
+      this.log('error', 'Cannot connect to the HSM; retrying with backoff', {
+        reason: e instanceof EkmError ? e.details : e instanceof Error ? e.message : this.lastFailure,
+      });
     }
   }
 
