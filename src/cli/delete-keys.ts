@@ -65,7 +65,7 @@ function checkedEmail(raw: string, where: string): string {
 export type Confirm = ((question: string) => Promise<boolean>) | undefined;
 
 function terminalConfirm(): Confirm {
-  if (process.stdin.isTTY !== true) return undefined;
+  if (!process.stdin.isTTY) return undefined;
   return async (question) => {
     const prompt = createInterface({ input: process.stdin, output: process.stderr });
     try {

@@ -7,7 +7,7 @@ import { hostname, userInfo } from 'node:os';
  * real user, never in its place, since anyone can set an environment variable.
  */
 export function operatorFields(env: NodeJS.ProcessEnv = process.env): { operator: string; host: string; invokedBy?: string } {
-  const invokedBy = env['FLOWCRYPT_EKM_INVOKED_BY'];
+  const invokedBy = env.FLOWCRYPT_EKM_INVOKED_BY;
   const fields = { operator: userInfo().username, host: hostname() };
   // At most a login name's worth, printable: an environment variable is input too.
   return invokedBy === undefined || invokedBy === '' ? fields : { ...fields, invokedBy: invokedBy.replace(/[^\x20-\x7e]/g, '?').slice(0, 64) };

@@ -31,9 +31,9 @@ export async function describeKey(armoredPublicKey: string): Promise<KeyDescript
     // see above
   }
   return {
-    algorithm: String(info.algorithm),
+    algorithm: info.algorithm,
     bits: info.bits,
-    curve: info.curve === undefined ? undefined : String(info.curve),
+    curve: info.curve,
     created: key.getCreationTime(),
     expires,
     revoked: await key.isRevoked().catch(() => false),

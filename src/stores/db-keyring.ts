@@ -107,10 +107,11 @@ export function unwrap(key: Buffer, wrapped: string, purpose: string): Buffer | 
 
 export function parseKeyring(bytes: Buffer | undefined): KeyringDoc | undefined {
   if (bytes === undefined) return undefined;
-  const doc = JSON.parse(bytes.toString()) as KeyringDoc;
-  if (doc.v !== 1 || !Number.isInteger(doc.current?.gen))
+  // Read as what it may be: another version's keyring, or damaged.
+  const doc = JSON.parse(bytes.toString()) as { v?: unknown; current?: { gen?: unknown } } | null;
+  if (doc?.v !== 1 || !Number.isInteger(doc.current?.gen))
     throw new StoreUnavailableError('The keyring of the database is of a format this version does not read');
-  return doc;
+  return doc as KeyringDoc;
 }
 
 /** The generations a passphrase opens, the newest last; undefined when it opens none. */

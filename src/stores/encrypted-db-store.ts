@@ -452,7 +452,7 @@ class Ring {
    * past what this process can follow (it slept through a whole rotation): it needs the new passphrase.
    */
   update(raw: Buffer | undefined): void {
-    if (raw === undefined ? this.raw === undefined : this.raw !== undefined && this.raw.equals(raw)) return;
+    if (raw === undefined ? this.raw === undefined : this.raw?.equals(raw) === true) return;
     const doc = parseKeyring(raw)!;
     const current = this.gens.get(doc.current.gen);
     if (current === undefined) {

@@ -53,7 +53,7 @@ function auditEntries(stderr: string): Record<string, unknown>[] {
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((e) => e['audit'] !== undefined);
+    .filter((e) => e.audit !== undefined);
 }
 
 for (const backend of STORE_BACKENDS) {
@@ -160,10 +160,10 @@ for (const backend of STORE_BACKENDS) {
         })),
       );
       for (const k of doc.keys) {
-        const written = Date.parse(String(k['lastWritten']));
+        const written = Date.parse(String(k.lastWritten));
         assert.ok(
           written >= seededFrom && written <= seededTo,
-          `${String(k['lastWritten'])} outside the seeding [${new Date(seededFrom).toISOString()}, ${new Date(seededTo).toISOString()}]`,
+          `${String(k.lastWritten)} outside the seeding [${new Date(seededFrom).toISOString()}, ${new Date(seededTo).toISOString()}]`,
         );
       }
       for (const k of keys) assert.equal(listed.output.includes(k.key.privateKey.slice(100, 160)), false, 'no private key material');
@@ -212,7 +212,7 @@ for (const backend of STORE_BACKENDS) {
       assert.match(deleted.stdout, new RegExp(`^Removed 2 keys of 1 user from ${backend.name}$`, 'm'));
       const audited = auditEntries(deleted.stderr);
       assert.deepEqual(
-        audited.map((e) => [e['audit'], e['email'], e['fingerprints'], e['status'], e['outcome'], e['operator'], e['host'], e['invokedBy']]),
+        audited.map((e) => [e.audit, e.email, e.fingerprints, e.status, e.outcome, e.operator, e.host, e.invokedBy]),
         keys
           .slice(0, 2)
           .map((k) => ['private-key.delete', 'alice@a.test', [k.key.fingerprint], 200, 'success', userInfo().username, hostname(), 'admin-alice']),

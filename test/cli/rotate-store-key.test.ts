@@ -67,7 +67,7 @@ async function readableWith(folder: string, passphrase: string, expected: Map<st
 async function refusedWith(folder: string, passphrase: string): Promise<void> {
   await assert.rejects(
     openEncryptedDbStore({ type: 'EncryptedDbStore', folder, encryptionKey: passphrase }, deps),
-    (e: unknown) => e instanceof ConfigError && /wrong passphrase/.test(e.message),
+    (e: unknown) => e instanceof ConfigError && e.message.includes('wrong passphrase'),
   );
 }
 
