@@ -1,9 +1,22 @@
 /** Messages a worker sends its primary over the cluster IPC channel. */
 export type WorkerMessage =
+  /** Asks for the configuration to serve with (answered with a `config` message). */
+  | { readonly type: 'config-request' }
   /** Listening and serving. */
   | { readonly type: 'ready' }
   /** Could not start; the reason is an operator-facing sentence without secrets. */
-  | { readonly type: 'fatal'; readonly reason: string };
+  | { readonly type: 'fatal'; readonly reason: string; readonly configError: boolean };
 
 /** Messages the primary sends a worker. */
-export type PrimaryMessage = { readonly type: 'shutdown' };
+export type PrimaryMessage =
+  /**
+   * The properties the primary validated, and the file they came from (for messages and relative
+   * paths). Not the file itself: it may have changed since, and a reload keeps the running value
+   * of the properties that need a restart.
+   */
+  | { readonly type: 'config'; readonly file: string; readonly properties: ReadonlyArray<readonly [string, string]> }
+  /**
+   * Stop: /health fails for `drainMs` while requests are still served, then the listener closes
+   * and the worker exits once its connections are done (see runWorker).
+   */
+  | { readonly type: 'shutdown'; readonly drainMs: number };
