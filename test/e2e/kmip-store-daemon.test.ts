@@ -66,10 +66,10 @@ describe('EKM daemon on KmipStore (PyKMIP)', () => {
     assert.match(output, /Connection refused by the KMIP server at 127\.0\.0\.1:1/);
   });
 
-  it('refuses to start with a wrong store.kmip.key.password, naming the file and not the password', async () => {
+  it('refuses to start with a wrong store.kmip.key.password (exit 78), naming the file and not the password', async () => {
     const config = writeProperties(dir, { ...properties, 'store.kmip.key.password': 'wrong-pass-123' }, 'wrong.properties');
     const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection'], { env });
-    assert.notEqual(code, 0, output);
+    assert.equal(code, 78, output);
     assert.match(output, /store\.kmip\.key\.file.*wrong password/);
     assert.equal(output.includes('wrong-pass-123'), false);
   });
