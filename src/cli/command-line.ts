@@ -38,7 +38,7 @@ async function main(argv: readonly string[]): Promise<number> {
       case 'serve':
         return await serve(running, logger);
       case 'reload':
-        return await reloadService(config, args.pid, logger);
+        return await reloadService(config, args.pid);
       case 'test-store-connection':
         return await testStoreConnection(config, logger);
       case 'export':

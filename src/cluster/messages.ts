@@ -16,7 +16,8 @@ export type PrimaryMessage =
    */
   | { readonly type: 'config'; readonly file: string; readonly properties: ReadonlyArray<readonly [string, string]> }
   /**
-   * Stop: /health fails for `drainMs` while requests are still served, then the listener closes
-   * and the worker exits once its connections are done (see runWorker).
+   * Stop: the listener closes after `drainMs`, and the worker exits once its connections are done
+   * (see runWorker). `serviceStopping`: the whole service is going (SIGTERM), so /health fails from
+   * now on; a worker replaced by a reload keeps answering it like the others, which stay.
    */
-  | { readonly type: 'shutdown'; readonly drainMs: number };
+  | { readonly type: 'shutdown'; readonly drainMs: number; readonly serviceStopping: boolean };

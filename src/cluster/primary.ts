@@ -172,7 +172,7 @@ export function runPrimary(initial: RunningConfig, logger: Logger): Promise<numb
     const retire = (worker: Worker) => {
       ready.delete(worker);
       retiring.add(worker);
-      const shutdown: PrimaryMessage = { type: 'shutdown', drainMs: 0 };
+      const shutdown: PrimaryMessage = { type: 'shutdown', drainMs: 0, serviceStopping: false };
       if (worker.isConnected()) worker.send(shutdown);
     };
 
@@ -259,7 +259,7 @@ export function runPrimary(initial: RunningConfig, logger: Logger): Promise<numb
       void notify({ STOPPING: '1', STATUS: 'Stopping: finishing the requests in flight' });
       const all = Object.values(cluster.workers ?? {});
       if (all.length === 0) return finish(EXIT_OK);
-      const message: PrimaryMessage = { type: 'shutdown', drainMs };
+      const message: PrimaryMessage = { type: 'shutdown', drainMs, serviceStopping: true };
       for (const w of all) if (w?.isConnected()) w.send(message);
       setTimeout(() => {
         for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');

@@ -30,8 +30,8 @@ const STORE_CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * A worker: opens the store, builds the Koa app and serves it on the shared port until told to
- * stop (SIGTERM, or a shutdown message from the primary). Then it drains: /health fails for the
- * drain window while everything else is served, the listener closes (the primary hands it no more
+ * stop (SIGTERM, or a shutdown message from the primary). Then it drains: when the service stops,
+ * /health fails for the drain window while everything else is served; the listener closes (the primary hands it no more
  * connections), each kept-alive connection gets `Connection: close` on its next answer or ends once
  * idle past the announced keep-alive time, and the worker exits 0 when none is left.
  */
@@ -39,17 +39,17 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const send = (message: WorkerMessage) => process.send?.(message);
   // Listen for the stop request from the very start: one that arrives while the worker is still
   // starting is carried out as soon as it serves, never lost.
-  let stop: (drainMs: number) => void = (drainMs) => {
-    stopRequested = drainMs;
+  let stop: (drainMs: number, serviceStopping: boolean) => void = (drainMs, serviceStopping) => {
+    stopRequested = { drainMs, serviceStopping };
   };
-  let stopRequested: number | undefined;
-  process.on('SIGTERM', () => stop(config.api.drainMs));
-  process.on('SIGINT', () => stop(config.api.drainMs));
+  let stopRequested: { drainMs: number; serviceStopping: boolean } | undefined;
+  process.on('SIGTERM', () => stop(config.api.drainMs, true));
+  process.on('SIGINT', () => stop(config.api.drainMs, true));
   process.on('message', (m: PrimaryMessage | null) => {
-    if (m?.type === 'shutdown') stop(m.drainMs);
+    if (m?.type === 'shutdown') stop(m.drainMs, m.serviceStopping);
   });
-  // The primary is gone: nobody balances on /health any more.
-  cluster.worker?.on('disconnect', () => stop(0));
+  // The primary is gone: the service with it.
+  cluster.worker?.on('disconnect', () => stop(0, true));
   answerMetricsRequests();
   try {
     const store = new MeasuredStore(await openWorkerStore(config, logger));
@@ -74,9 +74,9 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     logger.debug('Worker listening', { address: address.address, port: address.port });
     send({ type: 'ready' });
 
-    stop = (drainMs) => {
+    stop = (drainMs, serviceStopping) => {
       if (drain.draining) return;
-      drain.start();
+      drain.start(serviceStopping);
       logger.debug('Worker draining', { drainMs });
       setTimeout(() => {
         logger.debug('Worker stops accepting; finishing its connections');
@@ -91,7 +91,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
         });
       }, drainMs);
     };
-    if (stopRequested !== undefined) stop(stopRequested);
+    if (stopRequested !== undefined) stop(stopRequested.drainMs, stopRequested.serviceStopping);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     send({ type: 'fatal', reason, configError: e instanceof ConfigError });

@@ -26,7 +26,7 @@ export function serviceRoutes(router: Router<EkmState>, parts: ServiceRouteParts
   router.get('/health', async (ctx) => {
     const started = process.hrtime.bigint();
     ctx.set('Cache-Control', 'no-store');
-    if (drain?.draining) {
+    if (drain?.serviceStopping) {
       // Before the store: a stopping node must leave the balancer whatever its store says.
       ctx.status = 503;
       ctx.body = { code: 503, message: 'This node is stopping', details: 'Draining: requests are still answered; send new ones to another node', storeType: store.type, draining: true };
