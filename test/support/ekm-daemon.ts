@@ -49,6 +49,8 @@ export class EkmDaemon {
     scheme?: 'http' | 'https';
     /** The CA that signed the daemon's HTTPS certificate. */
     ca?: string;
+    /** How long `/` may take to answer (30 s by default). */
+    startTimeoutMs?: number;
   }): Promise<EkmDaemon> {
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'ekm-daemon-'));
     const port = options.properties['api.port'] ?? String(await freePort());
@@ -59,7 +61,7 @@ export class EkmDaemon {
     });
     const daemon = new EkmDaemon(child, `${options.scheme ?? 'http'}://127.0.0.1:${port}`, configFile);
     try {
-      await daemon.waitUntilServing(options.ca);
+      await daemon.waitUntilServing(options.ca, options.startTimeoutMs);
     } catch (e) {
       await daemon.stop('SIGKILL');
       throw e;
