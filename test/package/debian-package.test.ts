@@ -65,7 +65,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
 
   const buildPackage = async (dist: string, env: Record<string, string>): Promise<string> => {
     const started = Date.now();
-    const out = ok(await run('bash', ['scripts/package.sh'], { cwd: REPO, env: { ...process.env, EKM_DEB_DIST: dist, ...env } }), 'scripts/package.sh');
+    const out = ok(await run('bash', ['scripts/package.sh'], { cwd: REPO, env: { ...process.env, EKM_DEB_DIST: dist, ...env }, timeoutMs: 20 * 60_000 }), 'scripts/package.sh');
     process.stdout.write(`# ${out.trim()} in ${Math.round((Date.now() - started) / 1000)} s\n`);
     return join(dist, 'ekm.deb');
   };
