@@ -100,7 +100,7 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
         'api.https.enabled': 'true',
         'api.https.key.file': pki.pkcs12(serverCert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
-        'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc',
+        'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc,moz-extension://*',
         ...storeProperties,
         'logger.default.level': 'debug',
         'auth.type': 'OpenIDConnectAuthenticator',
@@ -178,6 +178,19 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.deepEqual((await call('/v1/keys/public/nobody@example.com')).json, { publicKeys: [] });
     assertError(await call('/v1/keys/public/not-an-email'), 400);
     assertError(await call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
+    // Browser releases of 2020-03 to 2021-07 look recipients up by fingerprint and long key id.
+    const byEmail = (await call('/v1/keys/public/alice@example.com')).json;
+    for (const path of [`/keys/public/${alice.fingerprint.toLowerCase()}`, `/keys/public/${alice.fingerprint.slice(-16)}`, `/v1/keys/public/${alice.fingerprint}`]) {
+      const answer = await call(path);
+      assert.equal(answer.status, 200, path);
+      assert.deepEqual(answer.json, byEmail, path);
+    }
+    const { readKey } = await import('openpgp');
+    const subkeyLongId = (await readKey({ armoredKey: alice.publicKey })).getSubkeys()[0]!.getKeyID().toHex();
+    assert.deepEqual((await call(`/v1/keys/public/${subkeyLongId}`)).json, byEmail, 'by the long id of the encryption subkey');
+    assert.deepEqual((await call(`/keys/public/${'0'.repeat(16)}`)).json, { publicKeys: [] });
+    assert.deepEqual((await call(`/v1/keys/public/${'AB'.repeat(32)}`)).json, { publicKeys: [] }, 'a v6 (64-hex) fingerprint');
+    assertError(await call(`/keys/public/${alice.fingerprint.slice(-15)}`), 400);
   });
 
   it('takes a revocation of a held key and serves it; refuses a revoked key nobody holds', async () => {
@@ -305,6 +318,8 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
     assertError(await call('/no/such/path', { method: 'PROPFIND' }), 404);
     assertError(await call('/no/such/path'), 404);
+    // Only the known route tails pass the path-prefix rule: an unknown API version or another case is not ours.
+    for (const path of ['/v2/keys/private', '/proxy/v2/keys/private', '/V1/Keys/Private']) assertError(await call(path, { headers: auth(aliceToken) }), 404);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
   });
 
@@ -317,6 +332,13 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
     assert.match(String(allowed.headers['access-control-allow-headers']), /Authorization/i);
     const refusedOrigin = await preflight('https://evil.example');
     assert.equal(refusedOrigin.headers['access-control-allow-origin'], undefined);
+    // Firefox gives each installation of the extension its own random origin.
+    for (const firefox of ['moz-extension://0b3c6f5e-8a41-4f8e-9a63-2d1c2b7e4f10', 'moz-extension://d9a8b7c6-5e4f-4a3b-8c2d-1e0f9a8b7c6d']) {
+      assert.equal((await preflight(firefox)).headers['access-control-allow-origin'], firefox);
+    }
+    for (const lookalike of ['moz-extension://x.evil.example/', 'moz-extension-evil://abc', 'https://moz-extension.evil.example']) {
+      assert.equal((await preflight(lookalike)).headers['access-control-allow-origin'], undefined, lookalike);
+    }
   });
 
   it('answers 503, never an empty list, while the store cannot be read, and recovers', async () => {

@@ -13,6 +13,12 @@ import { MemoryLogger } from './memory-logger.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
+/** The config of an in-process app over an EncryptedDbStore in `folder`, with `properties` added. */
+export function configText(folder: string, properties: readonly string[] = []): string {
+  return ['org.id=app-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${folder}`, `store.db.encryption.key=${PASSPHRASE}`,
+    'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl', ...properties].join('\n');
+}
+
 /** The Koa app on 127.0.0.1 with a real EncryptedDbStore in a temp dir, logging to memory. */
 export interface InProcessApp {
   readonly base: string;
@@ -31,8 +37,7 @@ export async function startInProcessApp(options: {
   readonly drain?: DrainState;
 }): Promise<InProcessApp> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-app-'));
-  const text = ['org.id=app-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${join(dir, 'db')}`, `store.db.encryption.key=${PASSPHRASE}`,
-    'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl', ...(options.properties ?? [])].join('\n');
+  const text = configText(join(dir, 'db'), options.properties);
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
