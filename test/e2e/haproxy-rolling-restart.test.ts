@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon, openIdProperties } from '../support/ekm-daemon.js';
 import { request } from '../support/http-client.js';
 import { describeLoad, runLoad } from '../support/http-load.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
@@ -56,11 +56,7 @@ describe('end to end: two instances behind HAProxy, each stopped (SIGTERM) and s
         'store.type': 'EncryptedDbStore',
         'store.db.folder': join(dir, `db${i + 1}`),
         'store.db.encryption.key': 'haproxy e2e database passphrase',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
+        ...openIdProperties(idp, AUDIENCE),
       },
     });
     return instances[i]!;

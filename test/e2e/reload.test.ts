@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { EkmDaemon, openIdProperties, runEkm, writeProperties } from '../support/ekm-daemon.js';
 import { request } from '../support/http-client.js';
 import { describeLoad, runLoad } from '../support/http-load.js';
 import { NotifySocket } from '../support/notify-socket.js';
@@ -76,11 +76,7 @@ describe('end to end: readiness, reload under load and stop, as systemd drives t
       'store.db.folder': join(dir, 'db'),
       'store.db.encryption.key': 'reload e2e database passphrase',
       'logger.default.level': 'info',
-      'auth.type': 'OpenIDConnectAuthenticator',
-      'auth.openid.issuer': idp.issuer,
-      'auth.openid.jwks': idp.jwksUri,
-      'auth.openid.audience': AUDIENCE,
-      'acl.type': 'SimpleAcl',
+      ...openIdProperties(idp, AUDIENCE),
     };
     ekm = await EkmDaemon.start({ properties, env, dir, scheme: 'https', ca: pki.caCertPem });
     auth = { authorization: `Bearer ${await idp.mint({ email: EMAIL, email_verified: true })}` };

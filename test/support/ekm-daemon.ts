@@ -9,6 +9,17 @@ import { childPids, freePort } from './processes.js';
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
 
+/** The properties of an EKM that trusts this OpenID provider's tokens for `audience`, with SimpleAcl. */
+export function openIdProperties(idp: { readonly issuer: string; readonly jwksUri: string }, audience: string): Record<string, string> {
+  return {
+    'auth.type': 'OpenIDConnectAuthenticator',
+    'auth.openid.issuer': idp.issuer,
+    'auth.openid.jwks': idp.jwksUri,
+    'auth.openid.audience': audience,
+    'acl.type': 'SimpleAcl',
+  };
+}
+
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
   const file = join(dir, name);
