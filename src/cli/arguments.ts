@@ -1,12 +1,14 @@
 /** What the command line asked for. */
 export interface Arguments {
-  readonly command: 'serve' | 'version' | 'help' | 'test-store-connection' | 'export' | 'import';
+  readonly command: 'serve' | 'version' | 'help' | 'test-store-connection' | 'export' | 'import' | 'reload';
   /** `--config=<file>`, when given. */
   readonly configFile: string | undefined;
   /** The file of `--export=<file>` / `--import=<file>`. */
   readonly file: string | undefined;
   /** `--export-passphrase-file=<file>` / `--import-passphrase-file=<file>`. */
   readonly passphraseFile: string | undefined;
+  /** `--reload=<pid>`: the primary to reload; undefined: systemd's $MAINPID. */
+  readonly pid: number | undefined;
 }
 
 export class UsageError extends Error {
@@ -27,6 +29,8 @@ Commands:
   --import=<file>            Import keys from a file written by --export (validated like PUT, upsert by fingerprint;
                              exits 1 when any key was refused, each refusal named with its reason)
       --import-passphrase-file=<file>   the passphrase of an encrypted export
+  --reload[=<pid>]           Validate the config, then have the running service (its primary: <pid>, default
+                             $MAINPID as systemctl reload sets it) reload it, and wait for the outcome
 
 Options:
   --config=<file>            Config file. Default: ./flowcrypt-email-key-manager.properties,
@@ -40,6 +44,7 @@ export function parseArguments(argv: readonly string[]): Arguments {
   let file: string | undefined;
   let passphraseFile: string | undefined;
   let passphraseFor: 'export' | 'import' | undefined;
+  let pid: number | undefined;
   const setCommand = (c: Arguments['command']) => {
     if (command !== 'serve') throw new UsageError(`Give one command at a time (--${command} and --${c})`);
     command = c;
@@ -70,6 +75,13 @@ export function parseArguments(argv: readonly string[]): Arguments {
         file = needValue();
         setCommand(name);
         break;
+      case 'reload':
+        if (value !== undefined) {
+          if (!/^[1-9]\d{0,9}$/.test(value)) throw new UsageError(`--reload takes a process id: --reload=<pid>`);
+          pid = Number(value);
+        }
+        setCommand(name);
+        break;
       case 'export-passphrase-file':
       case 'import-passphrase-file':
         passphraseFile = needValue();
@@ -82,5 +94,5 @@ export function parseArguments(argv: readonly string[]): Arguments {
   if (passphraseFor !== undefined && command !== passphraseFor) {
     throw new UsageError(`--${passphraseFor}-passphrase-file goes with --${passphraseFor}=<file>`);
   }
-  return { command, configFile, file, passphraseFile };
+  return { command, configFile, file, passphraseFile, pid };
 }
