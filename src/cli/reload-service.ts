@@ -18,7 +18,7 @@ const POLL_INTERVAL_MS = 100;
  */
 export async function reloadService(config: Config, pid: number | undefined, io: CommandOutput = PROCESS_OUTPUT): Promise<number> {
   if (config.api.https) loadKeystore(config.api.https);
-  const primary = pid ?? Number(process.env['MAINPID'] ?? Number.NaN);
+  const primary = pid ?? Number(process.env.MAINPID ?? Number.NaN);
   if (!Number.isInteger(primary) || primary <= 0) {
     throw new ConfigError('--reload needs the process id of the running service: --reload=<pid>, or $MAINPID as systemctl reload sets it');
   }

@@ -14,7 +14,7 @@ export type PrimaryMessage =
    * paths). Not the file itself: it may have changed since, and a reload keeps the running value
    * of the properties that need a restart.
    */
-  | { readonly type: 'config'; readonly file: string; readonly properties: ReadonlyArray<readonly [string, string]> }
+  | { readonly type: 'config'; readonly file: string; readonly properties: readonly (readonly [string, string])[] }
   /**
    * Stop: the listener closes after `drainMs`, and the worker exits once its connections are done
    * (see runWorker). `serviceStopping`: the whole service is going (SIGTERM), so /health fails from

@@ -94,7 +94,7 @@ export function runPrimary(initial: RunningConfig, logger: Logger): Promise<numb
             void notify({ READY: '1', STATUS: listening });
             if (reloadSignalledAt !== undefined) void reloadWhileSignalled();
           }
-        } else if (m.type === 'fatal') {
+        } else {
           lastStartFailure = { reason: m.reason, configError: m.configError };
         }
       });
@@ -258,7 +258,7 @@ export function runPrimary(initial: RunningConfig, logger: Logger): Promise<numb
       logger.info(`${signal} received: ${drainMs > 0 ? `failing /health for ${drainMs / 1000} s, then ` : ''}stopping to accept, finishing in-flight requests`);
       void notify({ STOPPING: '1', STATUS: 'Stopping: finishing the requests in flight' });
       const all = Object.values(cluster.workers ?? {});
-      if (all.length === 0) return finish(EXIT_OK);
+      if (all.length === 0) { finish(EXIT_OK); return; }
       const message: PrimaryMessage = { type: 'shutdown', drainMs, serviceStopping: true };
       for (const w of all) if (w?.isConnected()) w.send(message);
       setTimeout(() => {

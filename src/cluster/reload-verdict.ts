@@ -22,7 +22,7 @@ const FILE_NAME = 'reload-verdict.json';
 
 /** The folder verdicts go to: systemd's RuntimeDirectory; undefined outside systemd (SIGHUP still reloads). */
 export function verdictDirectory(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return env['RUNTIME_DIRECTORY']?.split(':')[0] || undefined;
+  return env.RUNTIME_DIRECTORY?.split(':')[0] || undefined;
 }
 
 /** Replaces the verdict file in one step (write, then rename), so a reader never sees half of it. */

@@ -18,7 +18,7 @@ const NOTIFY_TIMEOUT_MS = 10_000;
  * (systemd-notify(1)); that is why it is never given --no-block.
  */
 export function notifyServiceManager(fields: Readonly<Record<string, string>>, logger: Logger): Promise<void> {
-  if (!process.env['NOTIFY_SOCKET']) return Promise.resolve();
+  if (!process.env.NOTIFY_SOCKET) return Promise.resolve();
   const args = Object.entries(fields).map(([name, value]) => `${name}=${value.replace(/\n/g, ' ')}`);
   return new Promise((resolve) => {
     execFile('systemd-notify', args, { timeout: NOTIFY_TIMEOUT_MS }, (error, _stdout, stderr) => {

@@ -15,7 +15,7 @@ export function configFromPrimary(): Promise<RunningConfig> {
       try {
         resolve({ config: configFromProperties(properties, m.file), properties });
       } catch (e) {
-        reject(e);
+        reject(e instanceof Error ? e : new Error(String(e)));
       }
     };
     process.on('message', onMessage);

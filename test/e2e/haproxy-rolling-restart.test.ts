@@ -59,7 +59,7 @@ describe('end to end: two instances behind HAProxy, each stopped (SIGTERM) and s
         ...openIdProperties(idp, AUDIENCE),
       },
     });
-    return instances[i]!;
+    return instances[i];
   };
 
   /** HAProxy's view of a server (UP, DOWN, MAINT...), from its CSV statistics. */
@@ -121,7 +121,7 @@ describe('end to end: two instances behind HAProxy, each stopped (SIGTERM) and s
   });
 
   after(async () => {
-    if (haproxy !== undefined && haproxy.exitCode === null) {
+    if (haproxy?.exitCode === null) {
       const exited = once(haproxy, 'exit');
       haproxy.kill('SIGTERM');
       await exited;

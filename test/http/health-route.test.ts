@@ -43,8 +43,8 @@ describe('/health: the identity provider as its own field, and a stopping node',
     const health = await fetch(`${app.base}/health`);
     assert.equal(health.status, 200);
     const body = (await health.json()) as Record<string, unknown>;
-    assert.equal(body['storeStatus'], 'up');
-    assert.equal(body['idpStatus'], 'up');
+    assert.equal(body.storeStatus, 'up');
+    assert.equal(body.idpStatus, 'up');
     assert.equal(await idpUpMetric(), 1);
   });
 
@@ -54,7 +54,7 @@ describe('/health: the identity provider as its own field, and a stopping node',
     const health = await fetch(`${app.base}/health`);
     t.mock.timers.reset();
     assert.equal(health.status, 200);
-    assert.equal(((await health.json()) as Record<string, unknown>)['idpStatus'], 'down');
+    assert.equal(((await health.json()) as Record<string, unknown>).idpStatus, 'down');
     assert.equal(await idpUpMetric(), 0);
     idp.available = true;
   });
@@ -66,9 +66,9 @@ describe('/health: the identity provider as its own field, and a stopping node',
     const health = await fetch(`${app.base}/health`);
     assert.equal(health.status, 503);
     const body = (await health.json()) as Record<string, unknown>;
-    assert.equal(body['code'], 503);
-    assert.equal(body['draining'], true);
-    assert.equal(typeof body['message'], 'string');
-    assert.equal(typeof body['details'], 'string');
+    assert.equal(body.code, 503);
+    assert.equal(body.draining, true);
+    assert.equal(typeof body.message, 'string');
+    assert.equal(typeof body.details, 'string');
   });
 });

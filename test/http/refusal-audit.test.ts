@@ -24,7 +24,7 @@ describe('refusals of an upload are audited (the body, and admin provisioning)',
   const put = async (app: InProcessApp, headers: Record<string, string>, body: string | Buffer) => {
     const answer = await request(`${app.base}/v1/keys/private`, { method: 'PUT', headers: { authorization: 'Bearer x', 'user-agent': 'refusal-audit', ...headers }, body });
     const requestId = answer.headers['x-request-id'];
-    const audit = app.logger.entries.find((e) => e.fields['requestId'] === requestId && e.fields['audit'] !== undefined);
+    const audit = app.logger.entries.find((e) => e.fields.requestId === requestId && e.fields.audit !== undefined);
     assert.ok(audit, `no audit entry for the ${answer.status}`);
     return { status: answer.status, code: answer.json?.code as number, audit: audit.fields };
   };
@@ -39,20 +39,20 @@ describe('refusals of an upload are audited (the body, and admin provisioning)',
       const refused = await put(client, headers, body());
       assert.equal(refused.status, status);
       assert.equal(refused.code, status);
-      assert.equal(refused.audit['audit'], 'private-key.write');
-      assert.equal(refused.audit['outcome'], 'refused');
-      assert.equal(refused.audit['status'], status);
-      assert.equal(refused.audit['code'], code);
-      assert.equal(refused.audit['email'], 'alice@example.com');
-      assert.equal(refused.audit['clientAddress'], '127.0.0.1');
+      assert.equal(refused.audit.audit, 'private-key.write');
+      assert.equal(refused.audit.outcome, 'refused');
+      assert.equal(refused.audit.status, status);
+      assert.equal(refused.audit.code, code);
+      assert.equal(refused.audit.email, 'alice@example.com');
+      assert.equal(refused.audit.clientAddress, '127.0.0.1');
     });
   }
 
   it('audits a PUT refused by admin provisioning (405)', async () => {
     const refused = await put(admin, { 'content-type': 'application/json' }, '{}');
     assert.equal(refused.status, 405);
-    assert.equal(refused.audit['audit'], 'private-key.write');
-    assert.equal(refused.audit['status'], 405);
-    assert.equal(refused.audit['code'], 'ERR_CLIENT_UPLOAD_DISABLED');
+    assert.equal(refused.audit.audit, 'private-key.write');
+    assert.equal(refused.audit.status, 405);
+    assert.equal(refused.audit.code, 'ERR_CLIENT_UPLOAD_DISABLED');
   });
 });

@@ -45,9 +45,9 @@ describe('createLogger with StdoutLogger', () => {
     logger.setLevel('warn');
     child.info('level-info-after-warn');
     await logger.flush();
-    const written = stdout.records.map((r) => String(r['message'])).filter((m) => m.startsWith('level-'));
+    const written = stdout.records.map((r) => String(r.message)).filter((m) => m.startsWith('level-'));
     assert.deepEqual(written, ['level-audit', 'level-info-after']);
-    assert.equal(stdout.records.find((r) => r['message'] === 'level-audit')?.['level'], 'info');
+    assert.equal(stdout.records.find((r) => r.message === 'level-audit')?.level, 'info');
   });
 
   it('removes secrets that reach it anyway: tokens, Authorization headers, key material, passwords', async () => {

@@ -72,7 +72,7 @@ export async function runLoad(plan: LoadPlan, ok: readonly number[] = [200]): Pr
 function send(url: string, agent: http.Agent, headers: Readonly<Record<string, string>>, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? https.get : http.get;
-    const req = get(url, { agent: agent as https.Agent, headers }, (res) => {
+    const req = get(url, { agent, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('error', reject);

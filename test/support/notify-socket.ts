@@ -48,7 +48,7 @@ export class NotifySocket {
     let buffered = '';
     let listening: () => void;
     const started = new Promise<void>((r) => (listening = r));
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       buffered += d.toString();
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
