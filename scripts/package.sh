@@ -106,6 +106,7 @@ gzip -9n <debian/flowcrypt-ekm.1 >"$root/usr/share/man/man1/flowcrypt-ekm.1.gz"
 install -m 0644 debian/README.Debian "$doc/"
 [ -f README.md ] && install -m 0644 README.md "$doc/"
 install -m 0644 etc/flowcrypt-email-key-manager.properties "$doc/examples/"
+install -m 0644 etc/haproxy/flowcrypt-ekm.cfg "$doc/examples/haproxy-flowcrypt-ekm.cfg"
 changelog=$stage/changelog
 if [ "$version" != "$upstream_version" ]; then
   {

@@ -60,6 +60,8 @@ const silentLogger: Logger = {
   info: () => undefined,
   warn: () => undefined,
   error: () => undefined,
+  audit: () => undefined,
+  setLevel: () => undefined,
   child: () => silentLogger,
   flush: async () => undefined,
 };

@@ -13,4 +13,12 @@ export interface Identity {
  */
 export interface Authenticator {
   authenticate(authorization: string | undefined): Promise<Identity>;
+  /**
+   * The identity provider's reachability for /health and the metrics, checked again when the last
+   * check is old (bounded: never holds /health for long). Absent: an authenticator without a provider.
+   */
+  identityProviderStatus?(): Promise<IdentityProviderStatus>;
 }
+
+/** Whether the identity provider's signing keys (JWKS) could be fetched at the last try; `unknown` before the first. */
+export type IdentityProviderStatus = 'up' | 'down' | 'unknown';

@@ -1,7 +1,8 @@
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { IdentityProviderUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
-import { jwksFetches } from '../metrics/ekm-metrics.js';
+import { identityProviderUp, jwksFetches } from '../metrics/ekm-metrics.js';
+import type { IdentityProviderStatus } from './authenticator.js';
 import type { OutboundFetch } from './outbound-fetch.js';
 
 /** Refetch on an unknown `kid` at most this often: a rotated key must work within seconds. */
@@ -9,6 +10,10 @@ export const UNKNOWN_KID_REFETCH_INTERVAL_MS = 5_000;
 /** Freshness when the JWKS response has no usable Cache-Control max-age. */
 const DEFAULT_MAX_AGE_MS = 5 * 60_000;
 const FETCH_TIMEOUT_MS = 5_000;
+/** /health and scrapes check the provider again when the last fetch is older than this. */
+const STATUS_CHECK_INTERVAL_MS = 30_000;
+/** /health waits at most this long for such a check (a load balancer's check must stay quick). */
+const STATUS_WAIT_MS = 1_000;
 
 /**
  * The issuer's JSON Web Key Set, fetched over HTTPS and kept as long as its Cache-Control allows.
@@ -20,6 +25,8 @@ export class JwksCache {
   private freshUntil = 0;
   private lastFetch = 0;
   private inFlight: Promise<void> | undefined;
+  /** The outcome of the last fetch; undefined before the first. */
+  private reachable: boolean | undefined;
 
   constructor(
     private readonly locate: () => Promise<string>,
@@ -44,13 +51,36 @@ export class JwksCache {
     }
   };
 
+  /**
+   * Whether the JWKS could be fetched at the last try; a try older than STATUS_CHECK_INTERVAL_MS is
+   * made again, waited for at most STATUS_WAIT_MS (the answer is then the previous outcome).
+   */
+  async status(): Promise<IdentityProviderStatus> {
+    if (this.inFlight === undefined && Date.now() - this.lastFetch >= STATUS_CHECK_INTERVAL_MS) {
+      // Not `required`: a failure keeps the keys fetched before, and is only reported here.
+      this.refresh(false).catch(() => undefined);
+    }
+    if (this.inFlight !== undefined) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.inFlight.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, STATUS_WAIT_MS)))]);
+      clearTimeout(timer);
+    }
+    return this.reachable === undefined ? 'unknown' : this.reachable ? 'up' : 'down';
+  }
+
   /** Fetches the JWKS; with `required`, failure is a 503, otherwise stale keys stay in use. */
   private async refresh(required: boolean): Promise<void> {
     this.inFlight ??= this.fetchKeys()
       .then(
-        () => jwksFetches.inc({ outcome: 'ok' }),
+        () => {
+          this.reachable = true;
+          jwksFetches.inc({ outcome: 'ok' });
+          identityProviderUp.set(1);
+        },
         (e: unknown) => {
+          this.reachable = false;
           jwksFetches.inc({ outcome: 'error' });
+          identityProviderUp.set(0);
           throw e;
         },
       )

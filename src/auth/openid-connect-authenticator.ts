@@ -4,7 +4,7 @@ import type { AuthConfig } from '../config/config.js';
 import { AuthenticationError, EkmError, IdentityProviderUnavailableError } from '../errors.js';
 import { checkEmailAddress, normalizeDomain } from '../keys/email-address.js';
 import type { Logger } from '../logging/logger.js';
-import type { Authenticator, Identity } from './authenticator.js';
+import type { Authenticator, Identity, IdentityProviderStatus } from './authenticator.js';
 import { JwksCache } from './jwks-cache.js';
 import type { OutboundFetch } from './outbound-fetch.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
@@ -59,6 +59,10 @@ export class OpenIdConnectAuthenticator implements Authenticator {
     const identity = identityOf(payload);
     this.verified.set(token, identity, (payload.exp!) * 1000);
     return identity;
+  }
+
+  identityProviderStatus(): Promise<IdentityProviderStatus> {
+    return this.jwks.status();
   }
 
   /** The JWKS URL: configured, or discovered once from the issuer (retried after a failure). */

@@ -2,7 +2,7 @@ import { LIST_FORMATS, type ListFormat } from './list-keys.js';
 
 /** What the command line asked for. */
 export interface Arguments {
-  readonly command: 'serve' | 'version' | 'help' | 'test-store-connection' | 'export' | 'import' | 'list' | 'delete' | 'rotate-store-key';
+  readonly command: 'serve' | 'version' | 'help' | 'test-store-connection' | 'export' | 'import' | 'list' | 'delete' | 'rotate-store-key' | 'reload';
   /** `--config=<file>`, when given. */
   readonly configFile: string | undefined;
   /** The file of `--export=<file>` / `--import=<file>`; what `--delete=` names. */
@@ -13,6 +13,8 @@ export interface Arguments {
   readonly format: ListFormat;
   /** `--yes`: `--delete` removes without asking. */
   readonly yes: boolean;
+  /** `--reload=<pid>`: the primary to reload; undefined: systemd's $MAINPID. */
+  readonly pid: number | undefined;
 }
 
 export class UsageError extends Error {
@@ -43,6 +45,8 @@ Commands:
   --rotate-store-key         Re-encrypt every record of the store under new keys while the service runs
                              (EncryptedDbStore); resumable: run it again after an interruption
       --new-passphrase-file=<file>      EncryptedDbStore: the new passphrase (then set store.db.encryption.key)
+  --reload[=<pid>]           Validate the config, then have the running service (its primary: <pid>, default
+                             $MAINPID as systemctl reload sets it) reload it, and wait for the outcome
 
 Examples:
   flowcrypt-ekm --list --format=json | jq -r '.keys[] | select(.expires != null) | .email'
@@ -64,6 +68,7 @@ export function parseArguments(argv: readonly string[]): Arguments {
   let passphraseFor: 'export' | 'import' | 'rotate-store-key' | undefined;
   let format: ListFormat | undefined;
   let yes = false;
+  let pid: number | undefined;
   const setCommand = (c: Arguments['command']) => {
     if (command !== 'serve') throw new UsageError(`Give one command at a time (--${command} and --${c})`);
     command = c;
@@ -115,6 +120,13 @@ export function parseArguments(argv: readonly string[]): Arguments {
         passphraseFile = needValue();
         passphraseFor = 'rotate-store-key';
         break;
+      case 'reload':
+        if (value !== undefined) {
+          if (!/^[1-9]\d{0,9}$/.test(value)) throw new UsageError(`--reload takes a process id: --reload=<pid>`);
+          pid = Number(value);
+        }
+        setCommand(name);
+        break;
       case 'export-passphrase-file':
       case 'import-passphrase-file':
         passphraseFile = needValue();
@@ -130,5 +142,5 @@ export function parseArguments(argv: readonly string[]): Arguments {
   }
   if (format !== undefined && command !== 'list') throw new UsageError('--format goes with --list');
   if (yes && command !== 'delete') throw new UsageError('--yes goes with --delete');
-  return { command, configFile, file, passphraseFile, format: format ?? 'table', yes };
+  return { command, configFile, file, passphraseFile, format: format ?? 'table', yes, pid };
 }

@@ -1,14 +1,19 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArguments, USAGE, UsageError } from './arguments.js';
 import { deleteKeys } from './delete-keys.js';
+import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from './exit-status.js';
 import { exportKeys } from './export-keys.js';
 import { importKeys } from './import-keys.js';
 import { listKeys } from './list-keys.js';
 import { rotateStoreKey } from './rotate-store-key.js';
+import { reloadService } from './reload-service.js';
 import { serve } from './serve.js';
 import { testStoreConnection } from './test-store-connection.js';
-import { loadConfig, resolveConfigFile } from '../config/load-config.js';
+import { configFromProperties, readConfigFile, resolveConfigFile } from '../config/load-config.js';
+import type { RunningConfig } from '../config/reload-config.js';
+import { configFromPrimary } from '../cluster/worker-config.js';
 import { ConfigError } from '../errors.js';
 import { createLogger } from '../logging/create-logger.js';
 import { logCrashes } from '../logging/crash-logging.js';
@@ -26,7 +31,9 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const configFile = resolveConfigFile(args.configFile);
-  const config = loadConfig(configFile);
+  // A worker serves what its primary validated (and, after a reload, kept), never the file as it is now.
+  const running = cluster.isWorker ? await configFromPrimary() : loadRunningConfig(configFile);
+  const { config } = running;
   // A worker writes its log lines once per event-loop turn: two per key fetch, each a system call.
   // --list and --delete print their report on stdout (--list --format=json | jq): logs go to stderr.
   const logger = createLogger(config.logger, { batchStdout: cluster.isWorker, logToStderr: args.command === 'list' || args.command === 'delete' });
@@ -34,7 +41,9 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     switch (args.command) {
       case 'serve':
-        return await serve(config, logger);
+        return await serve(running, logger);
+      case 'reload':
+        return await reloadService(config, args.pid);
       case 'test-store-connection':
         return await testStoreConnection(config, logger);
       case 'export':
@@ -55,21 +64,26 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** Runs the command `argv` names and exits with its status; a usage or config error is one line on stderr. */
+function loadRunningConfig(file: string): RunningConfig {
+  const properties = readConfigFile(file);
+  return { config: configFromProperties(properties, resolve(file)), properties };
+}
+
+/** Runs the command `argv` names and exits with its status (src/cli/exit-status.ts); a usage or config error is one line on stderr. */
 export function runCommandLine(argv: readonly string[]): void {
   main(argv).then(
     (code) => process.exit(code),
     (e: unknown) => {
       if (e instanceof UsageError) {
         process.stderr.write(`flowcrypt-ekm: ${e.message}\n\n${USAGE}`);
-        process.exit(2);
+        process.exit(EXIT_USAGE);
       }
       if (e instanceof ConfigError) {
         process.stderr.write(`flowcrypt-ekm: ${e.message}\n`);
-        process.exit(1);
+        process.exit(EXIT_CONFIG);
       }
       process.stderr.write(`flowcrypt-ekm: unexpected error: ${(e as Partial<Error> | null | undefined)?.stack ?? String(e)}\n`);
-      process.exit(1);
+      process.exit(EXIT_FAILURE);
     },
   );
 }

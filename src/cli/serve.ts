@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import type { Config } from '../config/config.js';
+import type { RunningConfig } from '../config/reload-config.js';
 import { ConfigError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import { runPrimary } from '../cluster/primary.js';
@@ -11,9 +11,10 @@ import { loadKeystore, loadTruststore } from '../tls/pkcs12.js';
 /**
  * Starts the service. In the primary: check what can be checked before forking (keystores and their
  * passwords, the store's own settings such as a database passphrase), then fork the workers. In a
- * worker: serve. Resolves with the exit code.
+ * worker: serve, with the configuration the primary hands it. Resolves with the exit status.
  */
-export async function serve(config: Config, logger: Logger): Promise<number> {
+export async function serve(running: RunningConfig, logger: Logger): Promise<number> {
+  const { config } = running;
   if (cluster.isWorker) {
     // Loaded here, not at the top: the HTTP stack, OpenPGP and jose are the workers' alone, and
     // the primary forks sooner without them (part of being ready within 1.5 s of start).
@@ -39,7 +40,7 @@ export async function serve(config: Config, logger: Logger): Promise<number> {
     }
     // Before the workers: the listener counts worker restarts from the first fork on.
     await startMetricsServer(config, logger);
-    return await runPrimary(config, logger);
+    return await runPrimary(running, logger);
   } finally {
     await host?.close();
   }

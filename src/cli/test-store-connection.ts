@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 import { openStore } from '../stores/store-registry.js';
+import { EXIT_OK, failureStatus } from './exit-status.js';
 import { findMisownedKeys } from './stored-owner-check.js';
 
 /** Misowned keys listed one per line; beyond this, only their number. */
@@ -12,7 +13,7 @@ const MAX_LISTED = 50;
  * printing the steps the original prints. Then it reads every
  * stored key's owner and user ids and warns about keys the email rule would not file under their
  * owner (stored before the rule): a warning for the operator, not a failure, so the exit code
- * stays 0 unless the store failed. Resolves with the exit code.
+ * stays 0 unless the store failed. Resolves with the exit status (src/cli/exit-status.ts).
  */
 export async function testStoreConnection(config: Config, logger: Logger): Promise<number> {
   logger.info(`Registering ${config.store.type} as Store implementation`);
@@ -46,10 +47,11 @@ export async function testStoreConnection(config: Config, logger: Logger): Promi
       await store.close();
     }
     logger.info('success');
-    return 0;
+    return EXIT_OK;
   } catch (e) {
     const details = (e as { details?: string }).details;
     logger.error(`failure: ${(e as Error).message}${details ? ` (${details})` : ''}`);
-    return 1;
+    // 78 for a configuration error (a wrong PIN or passphrase, a missing module), 1 for an outage.
+    return failureStatus(e);
   }
 }

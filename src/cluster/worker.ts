@@ -4,9 +4,10 @@ import { ACLS } from '../acl/acl-registry.js';
 import { AUTHENTICATORS } from '../auth/authenticator-registry.js';
 import { createOutboundFetch } from '../auth/outbound-fetch.js';
 import type { Config } from '../config/config.js';
-import { StoreUnavailableError } from '../errors.js';
+import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { createApp } from '../http/app.js';
-import { createHttpServer } from '../http/http-server.js';
+import { DrainState } from '../http/drain-state.js';
+import { createHttpServer, REQUEST_TIMEOUTS, stopListening } from '../http/http-server.js';
 import { keyVerificationPool } from '../keys/key-verification-pool.js';
 import type { Logger } from '../logging/logger.js';
 import { answerMetricsRequests } from '../metrics/cluster-metrics.js';
@@ -19,41 +20,50 @@ import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
 import { koaListener } from '../http/koa-listener.js';
 
-/** How long in-flight requests may take to finish after a shutdown request. */
+/**
+ * How long connections may stay after the listener closed: requests in flight finish (at most the
+ * 20 s request timeout), kept-alive connections end after their next answer or once idle past the
+ * keep-alive timeout.
+ */
 const DRAIN_TIMEOUT_MS = 20_000;
 /** How long closing the store may take before the worker exits anyway (the primary kills at 30 s). */
 const STORE_CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * A worker: opens the store, builds the Koa app and serves it on the shared port until told to
- * stop (SIGTERM, or a shutdown message from the primary), then finishes in-flight requests and exits 0.
+ * stop (SIGTERM, or a shutdown message from the primary). Then it drains: when the service stops,
+ * /health fails for the drain window while everything else is served; the listener closes (the primary hands it no more
+ * connections), each kept-alive connection gets `Connection: close` on its next answer or ends once
+ * idle past the announced keep-alive time, and the worker exits 0 when none is left.
  */
 export async function runWorker(config: Config, logger: Logger): Promise<void> {
   const send = (message: WorkerMessage) => process.send?.(message);
   // Listen for the stop request from the very start: one that arrives while the worker is still
   // starting is carried out as soon as it serves, never lost.
-  let stop: () => void = () => {
-    stopRequested = true;
+  let stop: (drainMs: number, serviceStopping: boolean) => void = (drainMs, serviceStopping) => {
+    stopRequested = { drainMs, serviceStopping };
   };
-  // Widened: the signal handler above sets it, which the compiler's narrowing of a `let` cannot see.
-  let stopRequested = false as boolean;
-  process.on('SIGTERM', () => stop());
-  process.on('SIGINT', () => stop());
+  let stopRequested: { drainMs: number; serviceStopping: boolean } | undefined;
+  process.on('SIGTERM', () => stop(config.api.drainMs, true));
+  process.on('SIGINT', () => stop(config.api.drainMs, true));
   process.on('message', (m: PrimaryMessage | null) => {
-    if (m?.type === 'shutdown') stop();
+    if (m?.type === 'shutdown') stop(m.drainMs, m.serviceStopping);
   });
-  cluster.worker?.on('disconnect', () => stop());
+  // The primary is gone: the service with it.
+  cluster.worker?.on('disconnect', () => stop(0, true));
   answerMetricsRequests();
   try {
     const store = new MeasuredStore(await openWorkerStore(config, logger));
+    const drain = new DrainState();
     const app = createApp({
+      drain,
       config,
       logger,
       store,
       authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
-    const server = createHttpServer(koaListener(app), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
+    const server = createHttpServer(koaListener(app), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined, REQUEST_TIMEOUTS, drain);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.api.port, config.api.hostname, () => {
@@ -65,26 +75,27 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
     logger.debug('Worker listening', { address: address.address, port: address.port });
     send({ type: 'ready' });
 
-    let stopping = false;
-    stop = () => {
-      if (stopping) return;
-      stopping = true;
-      logger.debug('Worker stopping: finishing in-flight requests');
-      const force = setTimeout(() => {
-        logger.warn('Requests still in flight after the drain timeout; closing them');
-        server.closeAllConnections();
-      }, DRAIN_TIMEOUT_MS);
-      force.unref();
-      server.close(() => {
-        const closing = Promise.race([Promise.all([store.close(), keyVerificationPool.close()]), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
-        void closing.finally(() => logger.flush().finally(() => process.exit(0)));
-      });
-      server.closeIdleConnections();
+    stop = (drainMs, serviceStopping) => {
+      if (drain.draining) return;
+      drain.start(serviceStopping);
+      logger.debug('Worker draining', { drainMs });
+      setTimeout(() => {
+        logger.debug('Worker stops accepting; finishing its connections');
+        const force = setTimeout(() => {
+          logger.warn('Requests still in flight after the drain timeout; closing them');
+          server.closeAllConnections();
+        }, DRAIN_TIMEOUT_MS);
+        force.unref();
+        stopListening(server, () => {
+          const closing = Promise.race([Promise.all([store.close(), keyVerificationPool.close()]), new Promise((r) => setTimeout(r, STORE_CLOSE_TIMEOUT_MS).unref())]);
+          void closing.finally(() => logger.flush().finally(() => process.exit(0)));
+        });
+      }, drainMs);
     };
-    if (stopRequested) stop();
+    if (stopRequested !== undefined) stop(stopRequested.drainMs, stopRequested.serviceStopping);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
-    send({ type: 'fatal', reason });
+    send({ type: 'fatal', reason, configError: e instanceof ConfigError });
     logger.error('Worker failed to start', { reason });
     await logger.flush();
     process.exit(1);

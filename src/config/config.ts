@@ -36,6 +36,8 @@ export interface ApiConfig {
   readonly keyLimits: OwnerKeyLimits;
   /** Addresses and CIDRs of the reverse proxies whose X-Forwarded-* headers are believed; empty: none. */
   readonly trustedProxies: readonly string[];
+  /** On stop, how long /health fails while requests are still served, before the listener closes. */
+  readonly drainMs: number;
   /** The Prometheus metrics listener (plain HTTP); undefined: off. */
   readonly metrics: { readonly hostname: string; readonly port: number } | undefined;
 }

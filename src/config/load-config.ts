@@ -12,6 +12,8 @@ import { SCHEMA, SCHEMA_BY_NAME, type PropertyDef, type RawProperties } from './
 
 /** The largest `byte-count` value (1 GiB): beyond it a limit no longer limits anything. */
 const BYTE_COUNT_MAX = 1024 * 1024 * 1024;
+/** The longest `seconds` value: a drain window past it outlives any stop timeout. */
+const MAX_SECONDS = 300;
 
 export const CONFIG_FILE_NAME = 'flowcrypt-email-key-manager.properties';
 export const SYSTEM_CONFIG_FILE = `/etc/flowcrypt-ekm/${CONFIG_FILE_NAME}`;
@@ -40,18 +42,31 @@ export function resolveConfigFile(explicit: string | undefined, cwd = process.cw
 
 /** Reads and validates a config file into the frozen Config; throws ConfigError with one clear line. */
 export function loadConfig(file: string): Config {
+  return configFromProperties(readConfigFile(file), resolve(file));
+}
+
+/** The properties of a config file as written (names checked only for duplicates); throws ConfigError. */
+export function readConfigFile(file: string): RawProperties {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new ConfigError(`Cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'unknown error'}`);
   }
-  return parseConfig(text, resolve(file));
+  return readProperties(text, resolve(file));
 }
 
 /** Validates the text of a .properties file; `file` is used for messages and relative paths. */
 export function parseConfig(text: string, file: string): Config {
-  const raw = readProperties(text, file);
+  return configFromProperties(readProperties(text, file), file);
+}
+
+/**
+ * Validates properties read from `file` (used for messages and relative paths) into the frozen
+ * Config. The primary hands its workers the properties it validated, not the file, which may have
+ * changed since (a reload keeps some old values: see `restartOnly` in the schema).
+ */
+export function configFromProperties(raw: RawProperties, file: string): Config {
   const warnings: string[] = [];
   for (const [name] of raw) {
     const def = SCHEMA_BY_NAME.get(name);
@@ -124,6 +139,13 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
       const n = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
       if (!(n >= 1 && n <= 1024)) {
         throw new ConfigError(`[${value}] is not a valid option for property [${def.name}]; expected a whole number from 1 to 1024`);
+      }
+      return n;
+    }
+    case 'seconds': {
+      const n = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 0 && n <= MAX_SECONDS)) {
+        throw new ConfigError(`[${value}] is not a valid option for property [${def.name}]; expected a whole number of seconds from 0 to ${MAX_SECONDS}`);
       }
       return n;
     }
@@ -226,6 +248,7 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
       keyLimits: { maxKeys: v.get('api.keys.max.per.user') as number, maxBytes: v.get('api.keys.max.bytes.per.user') as number },
       trustedProxies: optList('api.proxy.trusted') ?? [],
+      drainMs: (v.get('api.drain.seconds') as number) * 1000,
       metrics: v.has('api.metrics.port') ? { hostname: str('api.metrics.hostname'), port: v.get('api.metrics.port') as number } : undefined,
     },
     truststore: keystore('truststore.file', 'truststore.password'),

@@ -10,6 +10,7 @@ import type { Logger } from '../logging/logger.js';
 import type { Store } from '../stores/store.js';
 import { requestMetricsMiddleware } from '../metrics/request-metrics-middleware.js';
 import { accessLogMiddleware } from './access-log-middleware.js';
+import type { DrainState } from './drain-state.js';
 import type { EkmState } from './ekm-state.js';
 import { isAllowedOrigin } from './cors-origins.js';
 import { errorMiddleware } from './error-middleware.js';
@@ -26,6 +27,8 @@ export interface AppParts {
   readonly store: Store;
   readonly authenticator: Authenticator;
   readonly acl: Acl;
+  /** The worker's drain state: /health fails while it drains. Absent: never drains (tests in process). */
+  readonly drain?: DrainState;
 }
 
 /**
@@ -42,7 +45,7 @@ const VERSION_SEGMENT = /\/v\d+$/i;
  * (duplicates, count), security headers, CORS, path prefix removal, routes, then 404/405 for everything else.
  */
 export function createApp(parts: AppParts): Koa<EkmState> {
-  const { config, logger, store, authenticator, acl } = parts;
+  const { config, logger, store, authenticator, acl, drain } = parts;
   const app = new Koa<EkmState>({ proxy: false });
   // Errors are rendered by errorMiddleware; Koa's own handler would log to stderr.
   app.silent = true;
@@ -73,7 +76,7 @@ export function createApp(parts: AppParts): Koa<EkmState> {
   });
   // Paths are case-sensitive (/V1/Keys/Private is no route), as the API's own documentation says.
   const router = new Router<EkmState>({ sensitive: true });
-  serviceRoutes(router, config, store);
+  serviceRoutes(router, { config, store, authenticator, drain });
   privateKeyRoutes(router, config, authenticator, acl, store);
   publicKeyRoutes(router, store);
   wkdRoutes(router, config, store);

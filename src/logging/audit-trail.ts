@@ -44,13 +44,13 @@ const FINGERPRINT = /^[0-9A-F]{16,64}$/;
 const USER_AGENT_MAX = 256;
 
 /**
- * Writes an audit entry, at info, to every configured output: the message is the event, and the
+ * Writes an audit entry, at info whatever the configured level, to every configured output: the message is the event, and the
  * field `audit` too (search `audit=*` in any output). Fingerprints are checked to be hex, so that
  * nothing else (key material above all) can be passed off as one.
  */
 export function audit(logger: Logger, record: AuditRecord): void {
   const status = record.status;
-  logger.info(record.event, {
+  logger.audit(record.event, {
     audit: record.event,
     outcome: status >= 200 && status < 300 ? 'success' : status === 0 || status >= 500 ? 'error' : 'refused',
     status,

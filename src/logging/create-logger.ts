@@ -102,8 +102,8 @@ interface LoggerState {
   readonly reporter: winston.Logger;
   readonly remote: readonly BoundedOutput[];
   closed: boolean;
-  /** The most verbose level written (LEVELS value of logger.default.level). */
-  readonly threshold: number;
+  /** The most verbose level written (LEVELS value of logger.default.level); a reload changes it. */
+  threshold: number;
   /** time, worker, redaction: applied once per entry, before any output sees it. */
   readonly format: Format;
   /** The configured outputs (base's transports), each called directly by `log`. */
@@ -129,8 +129,21 @@ class WinstonLogger implements Logger {
    * in the order its JSON line shows: time, level, message, worker, then the fields.
    */
   log(level: LogLevel, message: string, fields?: LogFields): void {
+    if (LEVELS[level] > this.state.threshold) return;
+    this.write(level, message, fields);
+  }
+
+  audit(message: string, fields: LogFields): void {
+    this.write('info', message, fields);
+  }
+
+  setLevel(level: LogLevel): void {
+    this.state.threshold = LEVELS[level];
+  }
+
+  private write(level: LogLevel, message: string, fields?: LogFields): void {
     const state = this.state;
-    if (state.closed || LEVELS[level] > state.threshold) return;
+    if (state.closed) return;
     const record: Record<string | symbol, unknown> = { time: undefined, level, message, worker: undefined };
     for (const name in this.fields) record[name] = this.fields[name];
     if (fields !== undefined) for (const name in fields) record[name] = fields[name];

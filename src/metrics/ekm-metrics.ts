@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Every series the EKM exports, in this process's own registry (never prom-client's global one).
@@ -54,6 +54,24 @@ export const jwksFetches = new Counter({
   help: "Fetches of the identity provider's JSON Web Key Set, by outcome (ok or error).",
   labelNames: ['outcome'] as const,
   registers: [registry],
+});
+
+let identityProviderCheck: (() => Promise<unknown>) | undefined;
+
+/** The process's identity provider check, run at scrape time so that an idle service's value stays current. */
+export function checkIdentityProviderOnScrape(check: () => Promise<unknown>): void {
+  identityProviderCheck = check;
+}
+
+/** Set by each JWKS fetch (src/auth/jwks-cache.ts); the cluster's value is the worst worker's. */
+export const identityProviderUp = new Gauge({
+  name: 'ekm_idp_up',
+  help: "1 when the identity provider's JWKS could be fetched at the last try, 0 when it could not (tried again at scrape time when older than 30 s).",
+  aggregator: 'min',
+  registers: [registry],
+  async collect() {
+    await identityProviderCheck?.();
+  },
 });
 
 export const logEntriesLost = new Counter({

@@ -95,18 +95,18 @@ describe('command line', () => {
     assert.equal(/PRIVATE KEY|PUBLIC KEY/.test(r.output), false, 'no key material');
   });
 
-  it('fails the store test with exit 1 on a wrong passphrase, without printing it', async () => {
+  it('fails the store test with exit 78 (a configuration error) on a wrong passphrase, without printing it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
     assert.equal((await runEkm([`--config=${writeProperties(dir, properties(dir))}`, '--test-store-connection'])).code, 0);
     const wrong = writeProperties(dir, properties(dir, { 'store.db.encryption.key': 'not the passphrase 77' }), 'wrong.properties');
     const r = await runEkm([`--config=${wrong}`, '--test-store-connection']);
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 78);
     assert.match(r.output, /failure: .*wrong passphrase/);
     assert.equal(r.output.includes('not the passphrase 77'), false);
     assert.equal(r.output.includes('cli passphrase 9d8e'), false);
   });
 
-  it('refuses to start on a config error with one clear line and exit 1, before forking', async () => {
+  it('refuses to start on a config error with one clear line and exit 78 (EX_CONFIG), before forking', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
     const cases: [Record<string, string>, RegExp][] = [
       [{ 'api.port': 'abc' }, /\[abc\] is not a valid option for property \[api.port\]/],
@@ -115,12 +115,12 @@ describe('command line', () => {
     ];
     for (const [extra, message] of cases) {
       const r = await runEkm([`--config=${writeProperties(dir, properties(dir, extra))}`]);
-      assert.equal(r.code, 1, r.output);
+      assert.equal(r.code, 78, r.output);
       assert.match(r.output, message);
       assert.equal(r.output.trim().split('\n').length, 1, r.output);
     }
     const missing = await runEkm([], { cwd: mkdtempSync(join(tmpdir(), 'ekm-empty-')) });
-    assert.equal(missing.code, 1);
+    assert.equal(missing.code, 78);
     assert.match(missing.output, /Config file not found: tried .* --config=<file>/);
   });
 
@@ -130,7 +130,7 @@ describe('command line', () => {
     try {
       const file = pki.pkcs12(pki.issue('server', { hosts: ['127.0.0.1'] }), 'right password', 'openssl-legacy');
       const r = await runEkm([`--config=${writeProperties(dir, properties(dir, { 'api.https.enabled': 'true', 'api.https.key.file': file, 'api.https.key.password': 'kt-pw-5521' }))}`]);
-      assert.equal(r.code, 1);
+      assert.equal(r.code, 78);
       assert.match(r.output, new RegExp(`api.https.key.file: wrong password for keystore ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
       assert.equal(r.output.includes('kt-pw-5521'), false, 'the password given is never shown');
     } finally {

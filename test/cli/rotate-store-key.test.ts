@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { EXIT_CONFIG } from '../../src/cli/exit-status.js';
 import { ConfigError } from '../../src/errors.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store, StoredKey } from '../../src/stores/store.js';
@@ -194,7 +195,7 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
       await refusedWith(folder, OLD);
       await readableWith(folder, NEW, expected);
       const listed = await runEkm([`--config=${config}`, '--list']);
-      assert.equal(listed.code, 1, 'the config still names the old passphrase, which opens nothing now');
+      assert.equal(listed.code, EXIT_CONFIG, 'the config still names the old passphrase, which opens nothing now');
       assert.match(listed.stderr, /wrong passphrase/);
     }
   });

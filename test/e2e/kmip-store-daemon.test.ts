@@ -66,10 +66,24 @@ describe('EKM daemon on KmipStore (PyKMIP)', () => {
     assert.match(output, /Connection refused by the KMIP server at 127\.0\.0\.1:1/);
   });
 
-  it('refuses to start with a wrong store.kmip.key.password, naming the file and not the password', async () => {
+  it('starts while the KMIP server cannot be reached (an outage, not a configuration error): / answers 200, /health 503', async () => {
+    const daemon = await EkmDaemon.start({ properties: { ...properties, 'store.kmip.port': '1' }, env, dir: mkdtempSync(join(dir, 'unreachable-')) });
+    try {
+      assert.equal((await fetch(`${daemon.baseUrl}/`)).status, 200);
+      const health = await fetch(`${daemon.baseUrl}/health`);
+      assert.equal(health.status, 503);
+      assert.equal(((await health.json()) as { storeStatus: string }).storeStatus, 'down');
+      assert.match(daemon.output, /The store is unavailable at start; serving anyway/);
+      assert.equal(daemon.process.exitCode, null);
+    } finally {
+      await daemon.stop('SIGKILL');
+    }
+  });
+
+  it('refuses to start with a wrong store.kmip.key.password (exit 78), naming the file and not the password', async () => {
     const config = writeProperties(dir, { ...properties, 'store.kmip.key.password': 'wrong-pass-123' }, 'wrong.properties');
     const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection'], { env });
-    assert.notEqual(code, 0, output);
+    assert.equal(code, 78, output);
     assert.match(output, /store\.kmip\.key\.file.*wrong password/);
     assert.equal(output.includes('wrong-pass-123'), false);
   });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -262,16 +262,17 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     await waitFor('/health reports writes up', async () => (await health(ekm)).json?.storeWrites === 'up');
   });
 
-  it('keeps the serving worker and retries when replacements fail at start (here: the passphrase changed in the config)', async () => {
+  it('keeps the serving worker and retries when replacements fail at start (here: store.db.folder became a file)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ekm-replacements-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const ekm = await start(join(dir, 'data'));
-    // Workers read the config file when they start: from now on every replacement fails.
-    writeFileSync(ekm.configFile, readFileSync(ekm.configFile, 'utf8').replace(PASSPHRASE, 'another passphrase'));
+    // The serving worker keeps its open database; from now on every replacement fails to open one.
+    renameSync(join(dir, 'data'), join(dir, 'moved'));
+    writeFileSync(join(dir, 'data'), 'not a folder');
     const [victim, survivor] = ekm.workerPids();
     process.kill(victim!, 'SIGKILL');
     await waitFor('three replacements failed', () => (ekm.output.match(/Worker failed at start/g) ?? []).length >= 3);
-    assert.match(ekm.output, /Replacement workers keep failing at start; the 1 serving go on: .*wrong passphrase/);
+    assert.match(ekm.output, /Replacement workers keep failing at start; the 1 serving go on: .*store\.db\.folder/);
     assert.doesNotMatch(ekm.output, /stopping the service/);
     assert.ok(isAlive(survivor!) && isAlive(ekm.process.pid!));
     assert.equal((await health(ekm)).status, 200);

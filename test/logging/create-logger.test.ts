@@ -35,6 +35,21 @@ describe('createLogger with StdoutLogger', () => {
     });
   }
 
+  it('writes audit entries at every level, and a new level (a reload) takes effect for the logger and its children', async () => {
+    const logger = createLogger(stdoutOnly('error'));
+    const child = logger.child({ requestId: 'req-level' });
+    child.info('level-info-before');
+    child.audit('level-audit', { audit: 'private-key.read' });
+    logger.setLevel('info');
+    child.info('level-info-after');
+    logger.setLevel('warn');
+    child.info('level-info-after-warn');
+    await logger.flush();
+    const written = stdout.records.map((r) => String(r.message)).filter((m) => m.startsWith('level-'));
+    assert.deepEqual(written, ['level-audit', 'level-info-after']);
+    assert.equal(stdout.records.find((r) => r.message === 'level-audit')?.level, 'info');
+  });
+
   it('removes secrets that reach it anyway: tokens, Authorization headers, key material, passwords', async () => {
     const jwt = 'eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ.eyJlbWFpbCI6ImFsaWNlQGV4YW1wbGUuY29tIn0.c2lnbmF0dXJlc2lnbmF0dXJl';
     const armored = '-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nxcLYBGV0ZXN0AQgAsecretsecret\n=abcd\n-----END PGP PRIVATE KEY BLOCK-----\n';

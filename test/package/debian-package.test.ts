@@ -65,7 +65,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
 
   const buildPackage = async (dist: string, env: Record<string, string>): Promise<string> => {
     const started = Date.now();
-    const out = ok(await run('bash', ['scripts/package.sh'], { cwd: REPO, env: { ...process.env, EKM_DEB_DIST: dist, ...env } }), 'scripts/package.sh');
+    const out = ok(await run('bash', ['scripts/package.sh'], { cwd: REPO, env: { ...process.env, EKM_DEB_DIST: dist, ...env }, timeoutMs: 20 * 60_000 }), 'scripts/package.sh');
     process.stdout.write(`# ${out.trim()} in ${Math.round((Date.now() - started) / 1000)} s\n`);
     return join(dist, 'ekm.deb');
   };
@@ -206,9 +206,20 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.equal(result.code, 0);
   });
 
-  step('starts with the installed configuration and answers / and /health', async () => {
+  /** One GET from inside the container, no retry: the status and the body. */
+  const curlOnce = async (path: string): Promise<{ status: number; body: string }> => {
+    const result = await container.exec(['curl', '-sS', '--max-time', '5', '-w', '\n%{http_code}', `http://127.0.0.1:${port}${path}`]);
+    const at = result.stdout.lastIndexOf('\n');
+    return { status: Number(result.stdout.slice(at + 1)), body: result.stdout.slice(0, at) };
+  };
+
+  step('starts with the installed configuration: systemctl start returns once the API answers (Type=notify)', async () => {
     setProperties({ 'api.port': String(port) });
+    assert.equal(await unitProperty('Type'), 'notify');
     await container.sh(`systemctl start ${UNIT}`);
+    // The very first request after systemctl start returns, without waiting or retrying.
+    const first = await curlOnce('/');
+    assert.equal(first.status, 200, first.body);
     const root = JSON.parse(await waitForHttp('/'));
     assert.equal(root.service, 'email-key-manager');
     const health = JSON.parse(await waitForHttp('/health'));
@@ -265,6 +276,48 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.notEqual(await unitProperty('MainPID'), before);
     await assertKeyServed();
     assert.equal(await unitProperty('NRestarts'), '0');
+  });
+
+  const journalSince = async (cursorFile: string): Promise<string> =>
+    ok(await container.exec(['journalctl', '-u', UNIT, '--no-pager', '-o', 'cat', `--cursor-file=${cursorFile}`]), 'journalctl');
+
+  step('systemctl reload applies a new configuration without a restart, and a broken one fails the reload while the service keeps serving', async () => {
+    const pid = await unitProperty('MainPID');
+    await journalSince('/root/reload.cursor');
+    setProperties({ 'logger.default.level': 'warn' });
+    const reloaded = await container.exec(['systemctl', 'reload', UNIT]);
+    assert.equal(reloaded.code, 0, `${reloaded.stdout}${reloaded.stderr}`);
+    assert.equal(await unitProperty('MainPID'), pid, 'the same primary');
+    assert.equal(await unitProperty('ActiveState'), 'active');
+    assert.match(await journalSince('/root/reload.cursor'), /Reloaded .*changed: logger\.default\.level/);
+    await assertKeyServed();
+
+    setProperties({ 'logger.default.level': 'loud' });
+    const refused = await container.exec(['systemctl', 'reload', UNIT]);
+    assert.notEqual(refused.code, 0, 'a broken configuration fails systemctl reload');
+    assert.match(await journalSince('/root/reload.cursor'), /\[loud\] is not a valid option for property \[logger\.default\.level\]/);
+    assert.equal(await unitProperty('ActiveState'), 'active');
+    assert.equal(await unitProperty('MainPID'), pid);
+    await assertKeyServed();
+    setProperties({ 'logger.default.level': 'info' });
+    assert.equal((await container.exec(['systemctl', 'reload', UNIT])).code, 0);
+  });
+
+  step('a broken configuration leaves the unit failed (exit 78) with the reason in the journal, not restarting', async () => {
+    await container.sh(`systemctl stop ${UNIT}`);
+    await journalSince('/root/broken.cursor');
+    setProperties({ 'api.port': 'not-a-port' });
+    const started = await container.exec(['systemctl', 'start', UNIT]);
+    assert.notEqual(started.code, 0, 'systemctl start fails');
+    // Past RestartSec=5s: a configuration error is not restarted.
+    await sleep(7_000);
+    assert.equal(await unitProperty('ActiveState'), 'failed');
+    assert.equal(await unitProperty('ExecMainStatus'), '78');
+    assert.equal(await unitProperty('NRestarts'), '0');
+    assert.match(await journalSince('/root/broken.cursor'), /\[not-a-port\] is not a valid option for property \[api\.port\]/);
+    setProperties({ 'api.port': String(port) });
+    await container.sh(`systemctl reset-failed ${UNIT}; systemctl start ${UNIT}`);
+    assert.equal((await curlOnce('/')).status, 200);
   });
 
   step('Node.js printed no runtime or deprecation warning in the service (three starts, a PUT, GETs, JWKS over HTTPS)', async () => {

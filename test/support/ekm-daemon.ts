@@ -9,6 +9,17 @@ import { childPids, freePort } from './processes.js';
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
 
+/** The properties of an EKM that trusts this OpenID provider's tokens for `audience`, with SimpleAcl. */
+export function openIdProperties(idp: { readonly issuer: string; readonly jwksUri: string }, audience: string): Record<string, string> {
+  return {
+    'auth.type': 'OpenIDConnectAuthenticator',
+    'auth.openid.issuer': idp.issuer,
+    'auth.openid.jwks': idp.jwksUri,
+    'auth.openid.audience': audience,
+    'acl.type': 'SimpleAcl',
+  };
+}
+
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
   const file = join(dir, name);
@@ -66,6 +77,8 @@ export class EkmDaemon {
     scheme?: 'http' | 'https';
     /** The CA that signed the daemon's HTTPS certificate. */
     ca?: string;
+    /** How long `/` may take to answer (30 s by default). */
+    startTimeoutMs?: number;
   }): Promise<EkmDaemon> {
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'ekm-daemon-'));
     const port = options.properties['api.port'] ?? String(await freePort());
@@ -76,7 +89,7 @@ export class EkmDaemon {
     });
     const daemon = new EkmDaemon(child, `${options.scheme ?? 'http'}://127.0.0.1:${port}`, configFile);
     try {
-      await daemon.waitUntilServing(options.ca);
+      await daemon.waitUntilServing(options.ca, options.startTimeoutMs);
     } catch (e) {
       await daemon.stop('SIGKILL');
       throw e;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Authenticator } from '../../src/auth/authenticator.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import { createApp } from '../../src/http/app.js';
+import type { DrainState } from '../../src/http/drain-state.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from './memory-logger.js';
@@ -34,13 +35,14 @@ export async function startInProcessApp(options: {
   readonly properties?: readonly string[];
   readonly authenticator: Authenticator;
   readonly wrapStore?: (store: Store) => Store;
+  readonly drain?: DrainState;
 }): Promise<InProcessApp> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-app-'));
   const text = configText(join(dir, 'db'), options.properties);
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
-  const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} } });
+  const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} }, drain: options.drain });
   const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return {

@@ -15,6 +15,10 @@ export class MemoryLogger implements Logger {
   info(m: string, f?: LogFields): void { this.log('info', m, f); }
   warn(m: string, f?: LogFields): void { this.log('warn', m, f); }
   error(m: string, f?: LogFields): void { this.log('error', m, f); }
+  audit(m: string, f: LogFields): void { this.log('info', m, f); }
+  setLevel(): void {
+    // Keeps every entry: tests read them all, whatever the level.
+  }
   child(fields: LogFields): Logger { return new MemoryLogger({ ...this.fields, ...fields }, this.entries); }
   flush(): Promise<void> {
     return Promise.resolve();

@@ -48,14 +48,7 @@ export class RecordCipher {
   seal(ownerTag: Buffer, fingerprintTag: Buffer, content: RecordContent): Buffer {
     const { lib, handle: s } = this.session;
     const plaintext = Buffer.from(
-      JSON.stringify({
-        e: content.key.email,
-        f: content.key.fingerprint,
-        k: content.key.privateKey,
-        p: content.key.publicKey,
-        c: content.createdAt,
-        w: content.writtenAt,
-      }),
+      JSON.stringify({ e: content.key.email, f: content.key.fingerprint, k: content.key.privateKey, p: content.key.publicKey, c: content.createdAt, w: content.writtenAt }),
     );
     const iv = randomBytes(IV_BYTES);
     lib.C_EncryptInit(s, gcm(iv, ownerTag, fingerprintTag), this.keys.record);
