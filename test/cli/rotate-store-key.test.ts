@@ -181,7 +181,7 @@ describe('--rotate-store-key on EncryptedDbStore', () => {
       const other = join(root, 'other-passphrase');
       writeFileSync(other, 'yet another passphrase 3\n');
       const refused = await runEkm([`--config=${config}`, '--rotate-store-key', `--new-passphrase-file=${other}`]);
-      assert.equal(refused.code, 1);
+      assert.equal(refused.code, EXIT_CONFIG, 'an operator mistake, told in one line');
       assert.match(refused.stderr, /A rotation to another new passphrase is under way: run --rotate-store-key again with the same --new-passphrase-file/);
       const finished = await runEkm(args);
       assert.equal(finished.code, 0, finished.output);
