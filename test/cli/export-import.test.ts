@@ -202,7 +202,7 @@ describe('--export and --import', () => {
     const wrongPassphrase = newConfig(root, 'wrong-db-passphrase', { ...SOURCE_STORE(join(root, 'source')), 'store.db.encryption.key': 'not it' });
     const out = join(root, 'never.json');
     const failed = await runEkm([`--config=${wrongPassphrase}`, `--export=${out}`]);
-    assert.equal(failed.code, 1);
+    assert.equal(failed.code, 78, 'a wrong passphrase is a configuration error (EX_CONFIG)');
     assert.match(failed.output, /wrong passphrase/);
     assert.equal(existsSync(out), false);
   });
