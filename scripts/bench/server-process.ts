@@ -7,7 +7,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import http from 'node:http';
-import { childPids, isAlive } from '../../test/support/processes.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { childPids, isAlive } from '../../testbed/processes.js';
 
 export interface ServerStart {
   /** Shown in messages. */
@@ -157,9 +158,5 @@ function status(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<nu
     req.on('error', () => resolve(undefined));
     req.on('timeout', () => req.destroy());
   });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 

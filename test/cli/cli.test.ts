@@ -7,11 +7,11 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const version = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, base64url } from 'jose';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
-import { request, type Answer } from '../support/http-client.js';
+import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
+import { request, type Answer } from '../../testbed/http-client.js';
 import { makePrivateKey, revoked, twoKeysInOneArmor } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'ekm-e2e-extension';
 const KEYSTORE_PASSWORD = 'e2e keystore password 41d2';

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { withRepeatedSelfSignature, withUserAttribute, rsaExponentBomb } from '../support/crafted-keys.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { percentile } from '../support/percentile.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'ekm-crafted-keys';
 /** GETs per phase: p99 is then the third slowest, steady enough on a shared 2-core machine. */
@@ -28,7 +29,6 @@ const P99_FACTOR = 5;
  */
 const PHASE_CAP_MS = 120_000;
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 const summary = (ms: number[]) => {
   const sorted = [...ms].sort((a, b) => a - b);
   return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]! };

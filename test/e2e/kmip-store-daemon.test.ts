@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { PykmipServer } from '../support/pykmip-server.js';
-import { TestPki } from '../support/test-pki.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'ekm-kmip-e2e';
 const ROUNDS = 300;

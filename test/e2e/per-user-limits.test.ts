@@ -5,14 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { MAX_USER_IDS } from '../../src/keys/key-structure-check.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
 import { HttpFlood } from '../support/http-flood.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey, withNewExpiry } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { percentile } from '../support/percentile.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'ekm-limits-e2e';
 /**
@@ -33,12 +34,6 @@ async function bulkyKey(email: string, extra: number): Promise<{ armored: string
   const { privateKey } = await openpgp.generateKey({ userIDs: [{ name: 'Big User', email }, ...aliases], type: 'curve25519', format: 'armored' });
   const key = await openpgp.readPrivateKey({ armoredKey: privateKey });
   return { armored: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
-}
-
-/** The p-th quantile of latencies, in ms. */
-function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 /** CPU seconds (user + system) used so far by these processes, from /proc. */
@@ -167,8 +162,8 @@ describe('per-user limits and an anonymous flood on the largest allowed user (re
     const wkdRequests = wkd.answers['200'] ?? 0;
 
     const figures = {
-      normal: { samples: normal.length, p50: quantile(normal, 0.5), p99: quantile(normal, 0.99) },
-      flooded: { samples: flooded.length, p50: quantile(flooded, 0.5), p99: quantile(flooded, 0.99) },
+      normal: { samples: normal.length, p50: percentile(normal, 50), p99: percentile(normal, 99) },
+      flooded: { samples: flooded.length, p50: percentile(flooded, 50), p99: percentile(flooded, 99) },
       wkd: { requests: wkdRequests, cpuMsPerRequest: wkdRequests === 0 ? Infinity : ((cpuAfter - cpuBefore) * 1000) / wkdRequests },
     };
     console.log(`per-user limits flood figures: ${JSON.stringify(figures)}`);

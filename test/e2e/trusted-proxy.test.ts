@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
-import { TestPki } from '../support/test-pki.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'ekm-proxy-e2e';
 

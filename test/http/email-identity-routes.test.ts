@@ -12,7 +12,7 @@ import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
 

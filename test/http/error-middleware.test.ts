@@ -9,7 +9,7 @@ import { createApp } from '../../src/http/app.js';
 import type { EkmState } from '../../src/http/ekm-state.js';
 import { errorMiddleware } from '../../src/http/error-middleware.js';
 import type { Store } from '../../src/stores/store.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 
 /** What an internal error message may carry, and a client must never see. */

@@ -11,8 +11,8 @@ import { errorMiddleware } from '../../src/http/error-middleware.js';
 import { MAX_BODY_BYTES, readJsonObject } from '../../src/http/json-body.js';
 import { LINGER_MAX_BYTES, lingeringClose } from '../../src/http/lingering-close.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { request } from '../support/http-client.js';
-import { TestPki } from '../support/test-pki.js';
+import { request } from '../../testbed/http-client.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 /** The app's outer middleware in the app's order, and two handlers: one reads the JSON body, one refuses before reading. */
 function bodyApp(logger: MemoryLogger): Koa<EkmState> {

@@ -9,9 +9,9 @@ import * as openpgp from 'openpgp';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 /**
  * GnuPG as a real WKD client against the real daemon. GnuPG fetches

@@ -4,14 +4,17 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { CloudLoggingServer, type ReceivedEntry } from '../support/cloud-logging-server.js';
 import { RedirectingConnectProxy } from '../support/redirecting-connect-proxy.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
+import { percentile } from '../support/percentile.js';
 import { createTestServiceAccount, type TestServiceAccount } from '../support/service-account.js';
 import { SplunkHecReceiver, type HecEvent } from '../support/splunk-hec-receiver.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 /*
  * The real daemon (primary + 1 worker) with StdoutLogger, SplunkHttpLogger and StackdriverLogger.
@@ -27,8 +30,6 @@ import { TestPki } from '../support/test-pki.js';
 const AUDIENCE = 'ekm-logging-e2e';
 const SPLUNK_TOKEN = '5b1f0c3e-7d2a-4e8b-9c6f-1a2b3c4d5e6f';
 const DB_PASSPHRASE = 'logging e2e database passphrase 93ac';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A TCP server that accepts connections and never answers: a hung collector, the worst case. */
 async function blackhole(): Promise<{ server: Server; port: number; close: () => void }> {
@@ -46,17 +47,6 @@ async function blackhole(): Promise<{ server: Server; port: number; close: () =>
       server.close();
     },
   };
-}
-
-/** One HTTP request to the daemon (plain HTTP here); the body parsed if JSON. */
-async function request(url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
-  const response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body });
-  const text = await response.text();
-  return { status: response.status, headers: Object.fromEntries(response.headers), text };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] as number;
 }
 
 describe('end to end: what the real daemon sends to Splunk and Cloud Logging', () => {
@@ -263,15 +253,15 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
       assert.equal(stored.status, 200, stored.text);
     }
     const [live = [], baseline = [], dead = []] = await measureInTurn([daemon, stdoutOnly, deadDaemon], token, 60);
-    const line = (name: string, t: number[]) => `${name}: median ${percentile(t, 0.5).toFixed(1)} ms, p95 ${percentile(t, 0.95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
+    const line = (name: string, t: number[]) => `${name}: median ${percentile(t, 50).toFixed(1)} ms, p95 ${percentile(t, 95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
     console.log('GET /v1/keys/private, 60 requests to each daemon in turn, 1 worker each (each request logs an access line and an audit entry)');
     console.log(line('stdout only                   ', baseline));
     console.log(line('+ Splunk, Cloud Logging up    ', live));
     console.log(line('+ both never answer (hung TCP)', dead));
     // Generous margins: the machine is shared with other tests; a collector that slowed requests
     // would cost its timeouts (seconds), not milliseconds.
-    assert.ok(percentile(dead, 0.5) < percentile(baseline, 0.5) + 10, 'a dead collector must not slow requests noticeably');
-    assert.ok(percentile(dead, 0.95) < percentile(baseline, 0.95) + 100);
+    assert.ok(percentile(dead, 50) < percentile(baseline, 50) + 10, 'a dead collector must not slow requests noticeably');
+    assert.ok(percentile(dead, 95) < percentile(baseline, 95) + 100);
     await stop(daemon);
     await stop(stdoutOnly);
 

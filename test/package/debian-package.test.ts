@@ -13,9 +13,9 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { NspawnContainer, run, type RunResult } from './nspawn-container.js';
 
 const REPO = resolve(import.meta.dirname, '../../..');

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { StoreReadOnlyError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { LoopExt4, mountUnsupportedReason } from '../support/test-filesystems.js';
 import { makeKey } from './store-conformance.js';

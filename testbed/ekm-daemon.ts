@@ -7,7 +7,7 @@ import { request } from './http-client.js';
 import { childPids, freePort } from './processes.js';
 
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
-export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
+export const MAIN = resolve(import.meta.dirname, '../src/main.js');
 
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
