@@ -12,20 +12,14 @@ import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
 import { freePort } from '../../testbed/processes.js';
 import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const version = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
 const properties = (dir: string, extra: Record<string, string> = {}) => ({
-  'org.id': 'cli.org',
+  ...baseProperties({ orgId: 'cli.org', audience: 'cli-client' }),
+  ...encryptedDbProperties(join(dir, 'data'), 'cli passphrase 9d8e'),
   'api.hostname': '127.0.0.1',
-  'api.https.enabled': 'false',
-  'store.type': 'EncryptedDbStore',
-  'store.db.folder': join(dir, 'data'),
-  'store.db.encryption.key': 'cli passphrase 9d8e',
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://accounts.google.com',
-  'auth.openid.audience': 'cli-client',
-  'acl.type': 'SimpleAcl',
   ...extra,
 });
 

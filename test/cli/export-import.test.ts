@@ -19,15 +19,11 @@ import { PykmipServer } from '../../testbed/pykmip-server.js';
 import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
 import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties } from '../support/base-properties.js';
 
 const COMMON = {
-  'org.id': 'export-test.org',
+  ...baseProperties({ orgId: 'export-test.org', audience: 'export-test' }),
   'org.domains': 'a.test,b.test',
-  'api.https.enabled': 'false',
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://issuer.invalid',
-  'auth.openid.audience': 'export-test',
-  'acl.type': 'SimpleAcl',
 } as const;
 
 /** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */

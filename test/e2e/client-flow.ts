@@ -10,6 +10,7 @@ import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js'
 import { request, type Answer } from '../../testbed/http-client.js';
 import { makePrivateKey, revoked, twoKeysInOneArmor } from '../support/openpgp-keys.js';
 import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties } from '../support/base-properties.js';
 
 const AUDIENCE = 'ekm-e2e-extension';
 const KEYSTORE_PASSWORD = 'e2e keystore password 41d2';
@@ -45,13 +46,9 @@ export interface StoreUnderTest {
 export async function testStoreConnection(storeProperties: Record<string, string>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-store-test-'));
   const config = writeProperties(dir, {
-    'org.id': 'store-test.org',
-    'api.https.enabled': 'false',
-    ...storeProperties,
-    'auth.type': 'OpenIDConnectAuthenticator',
+    ...baseProperties({ orgId: 'store-test.org', audience: 'store-test' }),
     'auth.openid.issuer': 'https://accounts.google.com',
-    'auth.openid.audience': 'store-test',
-    'acl.type': 'SimpleAcl',
+    ...storeProperties,
   });
   const { code, output } = await runEkm([`--config=${config}`, '--test-store-connection']);
   assert.equal(code, 0, output);
@@ -94,20 +91,15 @@ describe(`end to end: the FlowCrypt client contract against the real daemon (2 w
       ca: pki.caCertPem,
       env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
       properties: {
-        'org.id': 'e2e.org',
+        ...baseProperties({ orgId: 'e2e.org', idp, audience: `other-app-client,${AUDIENCE}` }),
+        'api.https.enabled': 'true',
         'org.domains': 'example.com,example.org',
         'api.workers': '2',
-        'api.https.enabled': 'true',
         'api.https.key.file': pki.pkcs12(serverCert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
         'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc',
         ...storeProperties,
         'logger.default.level': 'debug',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': `other-app-client,${AUDIENCE}`,
-        'acl.type': 'SimpleAcl',
       },
     });
     alice = await makePrivateKey('alice@example.com');

@@ -15,6 +15,8 @@ import type { Store } from '../../src/stores/store.js';
 import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 
 const PASSPHRASE = 'identity routes passphrase';
 
@@ -61,18 +63,7 @@ describe('the public-key route and the Web Key Directory under the one email rul
     lookalikeFingerprint = lookalike.fingerprint;
 
     const config = parseConfig(
-      [
-        'org.id=identity-test',
-        'org.domains=kelvin.test',
-        'api.https.enabled=false',
-        'store.type=EncryptedDbStore',
-        `store.db.folder=${dir}`,
-        `store.db.encryption.key=${PASSPHRASE}`,
-        'auth.type=OpenIDConnectAuthenticator',
-        'auth.openid.issuer=https://issuer.invalid',
-        'auth.openid.audience=test',
-        'acl.type=SimpleAcl',
-      ].join('\n'),
+      propertiesText({ ...baseProperties({ orgId: 'identity-test' }), ...encryptedDbProperties(dir, PASSPHRASE), 'org.domains': 'kelvin.test' }),
       '/nonexistent/ekm.properties',
     );
     const unused = () => {

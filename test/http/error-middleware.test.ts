@@ -11,6 +11,8 @@ import { errorMiddleware } from '../../src/http/error-middleware.js';
 import type { Store } from '../../src/stores/store.js';
 import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 
 /** What an internal error message may carry, and a client must never see. */
 const SECRET = 'secret internals: /var/lib/flowcrypt-ekm/keys.db row 4e1f';
@@ -38,8 +40,7 @@ describe('error middleware: an unexpected error is a fixed 500, logged once on t
 
   before(async () => {
     const config = parseConfig(
-      ['org.id=error-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', 'store.db.folder=/nonexistent', 'store.db.encryption.key=unused',
-        'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl'].join('\n'),
+      propertiesText({ ...baseProperties({ orgId: 'error-test' }), ...encryptedDbProperties('/nonexistent') }),
       '/nonexistent/ekm.properties',
     );
     const app = createApp({

@@ -14,6 +14,8 @@ import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 
 interface Answer {
   status: number;
@@ -28,19 +30,7 @@ async function generate(emails: (string | { name: string; email: string })[]): P
 }
 
 function configText(folder: string, extra: string): string {
-  return [
-    'org.id=wkd-test',
-    'api.https.enabled=false',
-    'api.cors.origins=chrome-extension://allowed',
-    'store.type=EncryptedDbStore',
-    `store.db.folder=${folder}`,
-    'store.db.encryption.key=wkd test passphrase',
-    'auth.type=OpenIDConnectAuthenticator',
-    'auth.openid.issuer=https://issuer.invalid',
-    'auth.openid.audience=test',
-    'acl.type=SimpleAcl',
-    extra,
-  ].join('\n');
+  return propertiesText({ ...baseProperties({ orgId: 'wkd-test' }), ...encryptedDbProperties(folder), 'api.cors.origins': 'chrome-extension://allowed' }) + extra;
 }
 
 /** Starts the app of this config on 127.0.0.1 (a real socket: the direct method reads the Host). */

@@ -15,6 +15,7 @@ import { percentile } from '../support/percentile.js';
 import { createTestServiceAccount, type TestServiceAccount } from '../support/service-account.js';
 import { SplunkHecReceiver, type HecEvent } from '../support/splunk-hec-receiver.js';
 import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 /*
  * The real daemon (primary + 1 worker) with StdoutLogger, SplunkHttpLogger and StackdriverLogger.
@@ -70,23 +71,15 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
         no_grpc_proxy: 'none.invalid',
       },
       properties: {
-        'org.id': 'logging-e2e.org',
+        ...baseProperties({ orgId: 'logging-e2e.org', idp, audience: AUDIENCE }),
+        ...encryptedDbProperties(options.dbFolder, DB_PASSPHRASE),
         'org.domains': 'example.com',
         'api.workers': '1',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': options.dbFolder,
-        'store.db.encryption.key': DB_PASSPHRASE,
         'logger.types': options.types ?? 'StdoutLogger,SplunkHttpLogger,StackdriverLogger',
         'logger.default.level': options.level,
         'logger.splunk.url': options.splunkUrl,
         'logger.splunk.token': SPLUNK_TOKEN,
         'logger.stackdriver.credentials.file': account.file,
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
       },
     }).then((daemon) => {
       daemons.push(daemon);

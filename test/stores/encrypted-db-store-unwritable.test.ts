@@ -11,20 +11,11 @@ import { runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { LoopExt4, mountUnsupportedReason } from '../support/test-filesystems.js';
 import { makeKey } from './store-conformance.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const deps = { logger: new MemoryLogger() };
 const config = (folder: string): EncryptedDbStoreConfig => ({ type: 'EncryptedDbStore', folder, encryptionKey: 'unwritable store test' });
-const storeCheckProperties = (folder: string) => ({
-  'org.id': 'unwritable.org',
-  'api.https.enabled': 'false',
-  'store.type': 'EncryptedDbStore',
-  'store.db.folder': folder,
-  'store.db.encryption.key': config(folder).encryptionKey,
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://accounts.google.com',
-  'auth.openid.audience': 'unwritable',
-  'acl.type': 'SimpleAcl',
-});
+const storeCheckProperties = (folder: string) => ({ ...baseProperties({ orgId: 'unwritable.org' }), ...encryptedDbProperties(folder, config(folder).encryptionKey) });
 const chattr = (flag: '+i' | '-i', ...files: string[]) => execFileSync('chattr', [flag, ...files]);
 
 describe('EncryptedDbStore on files it may not write', { skip: mountUnsupportedReason() }, () => {

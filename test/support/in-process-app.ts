@@ -9,6 +9,8 @@ import { createApp } from '../../src/http/app.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from './memory-logger.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
+import { baseProperties, encryptedDbProperties } from './base-properties.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
@@ -29,8 +31,7 @@ export async function startInProcessApp(options: {
   readonly wrapStore?: (store: Store) => Store;
 }): Promise<InProcessApp> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-app-'));
-  const text = ['org.id=app-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${join(dir, 'db')}`, `store.db.encryption.key=${PASSPHRASE}`,
-    'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl', ...(options.properties ?? [])].join('\n');
+  const text = propertiesText({ ...baseProperties({ orgId: 'app-test' }), ...encryptedDbProperties(join(dir, 'db'), PASSPHRASE) }) + (options.properties ?? []).join('\n');
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
