@@ -170,6 +170,12 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.equal((await container.exec(['systemctl', 'is-enabled', UNIT])).stdout.trim(), 'enabled');
     assert.equal((await container.exec(['systemctl', 'is-active', UNIT])).stdout.trim(), 'inactive');
     assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/copyright')));
+    // The operator guide the man page names, whole (the agreement of its property list with the
+    // schema is test/docs/operator-guide.test.ts).
+    const guide = readFileSync(container.path('/usr/share/doc/flowcrypt-ekm/operator-guide.md'), 'utf8');
+    assert.equal(guide, readFileSync(resolve(import.meta.dirname, '../../../docs/operator-guide.md'), 'utf8'));
+    assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/security.md')));
+    assert.match(await container.sh('zcat /usr/share/man/man1/flowcrypt-ekm.1.gz'), /operator-guide\.md/);
     assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/examples/flowcrypt-email-key-manager.properties')));
   });
 
