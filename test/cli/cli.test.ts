@@ -41,7 +41,7 @@ describe('command line', () => {
     assert.match(r.output, /Usage: flowcrypt-ekm/);
   });
 
-  it('tests the store connection with the original steps and the latency', async () => {
+  it('tests the store connection with the documented steps and the latency', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
     const config = writeProperties(dir, properties(dir));
     const r = await runEkm([`--config=${config}`, '--test-store-connection']);

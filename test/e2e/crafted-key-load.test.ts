@@ -27,7 +27,7 @@ const summary = (ms: number[]) => ({ n: ms.length, p50: percentile(ms, 50), p99:
 const fmt = (s: ReturnType<typeof summary>) => `n=${s.n} p50=${s.p50.toFixed(1)} ms p99=${s.p99.toFixed(1)} ms max=${s.max.toFixed(1)} ms`;
 
 /**
- * Issue #12, point 2, against the real daemon (2 workers, EncryptedDbStore): crafted keys are
+ * The key limits of docs/security.md against the real daemon (2 workers, EncryptedDbStore): crafted keys are
  * refused in milliseconds end to end, and a sustained stream of them leaves other users' key
  * fetches close to their normal latency.
  */
