@@ -64,6 +64,10 @@ export class MeasuredStore implements Store {
     return this.measure('list', () => this.inner.listByEmail(email));
   }
 
+  listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.measure('listByKeyId', () => this.inner.listByKeyId(id));
+  }
+
   upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     return this.measure('upsert', () => this.inner.upsert(key, limits));
   }

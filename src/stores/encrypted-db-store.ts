@@ -4,6 +4,8 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
 import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { keyIdsOf } from '../keys/key-ids.js';
+import type { Logger } from '../logging/logger.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './write-failure.js';
@@ -11,6 +13,15 @@ import { errnoWriteFailure, folderWriteFailure, sqliteWriteFailure } from './wri
 /** The database file inside `store.db.folder`. */
 export const DB_FILE_NAME = 'ekm.sqlite';
 const FORMAT_VERSION = '1';
+/**
+ * The schema within format 1, raised only by additive changes that a previous version keeps
+ * working with (it ignores tables it does not know): 2 added the key id index.
+ */
+const SCHEMA_VERSION = 2;
+/** Records the key id indexer reads, decrypts and parses per transaction (a few ms each). */
+const INDEX_BATCH = 50;
+/** The serving indexer's pause between batches, so requests keep the database and the CPU. */
+const INDEX_PAUSE_MS = 20;
 /** scrypt cost: about 100 ms and 32 MiB on one core, paid once per process at start. */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 const CHECK_PLAINTEXT = Buffer.from('flowcrypt-ekm key check v1');
@@ -51,7 +62,25 @@ const WRITE_CHECK_INTERVAL_MS = 1000;
  * A database that can be read but not written (read-only filesystem, no permission, full disk) is
  * served read-only: reads go on, writes throw StoreReadOnlyError (503) until they work again.
  */
-export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps: StoreDependencies): Promise<Store> {
+export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, deps: StoreDependencies): Promise<Store> {
+  const store = await openStoreFiles(config, deps.logger);
+  try {
+    // Operator commands index what a previous version stored before they return; a serving process
+    // does it in the background in small batches, answering 503 to key id lookups meanwhile. Only
+    // where the store can be written: read-only, it serves what is indexed (see listByKeyId).
+    if (deps.setup === true) {
+      if (store.canWrite()) await store.indexPending(Number.POSITIVE_INFINITY);
+    } else {
+      store.startIndexer();
+    }
+    return store;
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+async function openStoreFiles(config: EncryptedDbStoreConfig, logger: Logger): Promise<EncryptedDbStore> {
   const files = new DbFiles(config.folder);
   // Check the passphrase on a read-only handle first: a wrong one must not touch the data.
   const reader = existsSync(files.db) ? openReader(files) : undefined;
@@ -63,11 +92,11 @@ export async function openEncryptedDbStore(config: EncryptedDbStoreConfig, _deps
       if (!unlocked!.checked) {
         throw new StoreUnavailableError(`The database ${files.db} has no key-check value yet and cannot be written: ${writer.details}`);
       }
-      return new EncryptedDbStore(files, reader, unlocked!.keys, writer);
+      return new EncryptedDbStore(files, reader, unlocked!.keys, writer, logger);
     }
     try {
       const keys = unlocked?.checked ? unlocked.keys : unlockAndSetCheck(writer, files, config, unlocked?.keys);
-      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer);
+      return new EncryptedDbStore(files, reader ?? openReader(files), keys, writer, logger);
     } catch (e) {
       writer.close();
       throw e;
@@ -174,7 +203,40 @@ function initialise(db: Database.Database): void {
     const insert = db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)');
     insert.run('format', Buffer.from(FORMAT_VERSION));
     insert.run('kdf', Buffer.from(JSON.stringify({ alg: 'scrypt', ...SCRYPT, salt: salt.toString('base64') })));
+    migrate(db);
   }).immediate();
+}
+
+/**
+ * Schema 2, the key id index: `key_ids` maps HMAC(key id) to the row of each key answering to it.
+ * Filling it needs the passphrase and OpenPGP parsing, so the migration itself only queues every
+ * existing row in `key_ids_pending` (one statement); the indexer empties the queue. The triggers
+ * queue every row that any version of the EKM writes, so a database that a previous version wrote
+ * to in between (a rollback) is caught up too, and drop a deleted row's entries whoever deleted it.
+ * Runs on the write connection only: a store opened read-only stays at the schema it has.
+ */
+function migrate(db: Database.Database): void {
+  const row = db.prepare("SELECT value FROM meta WHERE name = 'schema'").get() as { value: Buffer } | undefined;
+  const version = row === undefined ? 1 : Number(row.value.toString());
+  if (version >= SCHEMA_VERSION) return;
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS key_ids (tag BLOB NOT NULL, key INTEGER NOT NULL, PRIMARY KEY (tag, key)) STRICT, WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS key_ids_key ON key_ids (key);
+    CREATE TABLE IF NOT EXISTS key_ids_pending (key INTEGER PRIMARY KEY) STRICT;
+    CREATE TRIGGER IF NOT EXISTS keys_queue_insert AFTER INSERT ON keys BEGIN
+      INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS keys_queue_update AFTER UPDATE OF record ON keys BEGIN
+      DELETE FROM key_ids WHERE key = OLD.id;
+      INSERT OR IGNORE INTO key_ids_pending (key) VALUES (NEW.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS keys_drop_ids AFTER DELETE ON keys BEGIN
+      DELETE FROM key_ids WHERE key = OLD.id;
+      DELETE FROM key_ids_pending WHERE key = OLD.id;
+    END;
+    INSERT OR IGNORE INTO key_ids_pending (key) SELECT id FROM keys;
+  `);
+  db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('schema', ?)").run(Buffer.from(String(SCHEMA_VERSION)));
 }
 
 function readMeta(db: Database.Database, files: DbFiles): Map<string, Buffer> {
@@ -268,6 +330,21 @@ function readStatements(db: Database.Database) {
     page: db.prepare('SELECT id, owner, fp, iv, record FROM keys WHERE id > ? ORDER BY id LIMIT 200'),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
     count: db.prepare('SELECT count(*) FROM keys').pluck(),
+    lastKey: db.prepare('SELECT max(id) FROM keys').pluck(),
+  };
+}
+
+/**
+ * The key id index's statements on the read connection, or undefined while the database has no
+ * index: schema 1, opened read-only, so never migrated (see migrate).
+ */
+function keyIdReadStatements(db: Database.Database) {
+  const hasIndex = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_ids_pending'").pluck().get() !== undefined;
+  if (!hasIndex) return undefined;
+  return {
+    byKeyId: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids i JOIN keys k ON k.id = i.key WHERE i.tag = ? ORDER BY k.id'),
+    anyPending: db.prepare('SELECT EXISTS (SELECT 1 FROM key_ids_pending)').pluck(),
+    pending: db.prepare('SELECT k.id, k.owner, k.fp, k.iv, k.record FROM key_ids_pending p JOIN keys k ON k.id = p.key WHERE p.key >= ? ORDER BY p.key LIMIT ?'),
   };
 }
 
@@ -279,6 +356,9 @@ function writeStatements(db: Database.Database) {
     update: db.prepare('UPDATE keys SET iv = ?, record = ? WHERE id = ?'),
     delete: db.prepare('DELETE FROM keys WHERE owner = ? AND fp = ?'),
     writeProbe: db.prepare("INSERT OR REPLACE INTO meta (name, value) VALUES ('write-probe', randomblob(8))"),
+    ivOf: db.prepare('SELECT iv FROM keys WHERE id = ?').pluck(),
+    addKeyId: db.prepare('INSERT OR IGNORE INTO key_ids (tag, key) VALUES (?, ?)'),
+    indexed: db.prepare('DELETE FROM key_ids_pending WHERE key = ?'),
   };
 }
 
@@ -301,12 +381,17 @@ class EncryptedDbStore implements Store {
   private lastWriterAttempt = 0;
   private lastWriteCheck = 0;
   private readonly recent = new RecentReads();
+  /** The read connection's key id statements, once its database has the index. */
+  private keyIdReads: ReturnType<typeof keyIdReadStatements>;
+  private indexer: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly files: DbFiles,
     reader: Database.Database,
     private readonly keys: Keys,
     writer: Database.Database | StoreReadOnlyError,
+    private readonly logger: Logger,
   ) {
     this.reader = { db: reader, statements: readStatements(reader) };
     if (writer instanceof StoreReadOnlyError) {
@@ -356,7 +441,25 @@ class EncryptedDbStore implements Store {
     });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.run(() => {
+      const statements = this.keyIdIndex();
+      // Until every row is indexed an answer could miss a key: a 503, never a short list.
+      if (statements?.anyPending.get() !== 0) {
+        this.startIndexer();
+        throw new StoreUnavailableError(
+          this.writeFailure === undefined
+            ? 'The key id index is still being built; try again shortly'
+            : `The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`,
+        );
+      }
+      return (statements.byKeyId.all(this.hash('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));
+    });
+  }
+
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    // Computed before the write connection is taken: it may be gone after the await.
+    const idTags = (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id));
     const { db, statements } = this.writable();
     const owner = this.hash('email', key.email);
     const fp = this.hash('fingerprint', key.fingerprint);
@@ -374,12 +477,11 @@ class EncryptedDbStore implements Store {
           if (limits !== undefined) checkOwnerKeyLimits((statements.byOwner.all(owner) as KeyRow[]).map((r) => this.decrypt(r)), key, limits);
           const iv = randomBytes(12);
           const record = seal(this.keys.encryption, iv, Buffer.from(JSON.stringify(toRecord(key))), aad(owner, fp));
-          if (existing === undefined) {
-            statements.insert.run(owner, fp, iv, record);
-            return 'added';
-          }
-          statements.update.run(iv, record, existing.id);
-          return 'updated';
+          // The triggers queue the row and drop its old ids; its new ids go in with it.
+          const id = existing === undefined ? Number(statements.insert.run(owner, fp, iv, record).lastInsertRowid) : existing.id;
+          if (existing !== undefined) statements.update.run(iv, record, id);
+          addKeyIds(statements, id, idTags);
+          return existing === undefined ? 'added' : 'updated';
         })
         .immediate(),
     );
@@ -405,6 +507,8 @@ class EncryptedDbStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await this.indexer?.catch(() => undefined);
     this.recent.clear();
     if (this.writer !== undefined) {
       // Everything into the database file, so that a copy of it alone is whole; best effort and
@@ -420,6 +524,85 @@ class EncryptedDbStore implements Store {
     // The read-only connection closes last, so SQLite leaves the -wal and -shm files in place: a
     // later start on a read-only filesystem can read the database only with them.
     this.reader.db.close();
+  }
+
+  /** Whether the write connection is open (writes may still fail; see write()). */
+  canWrite(): boolean {
+    return this.writer !== undefined;
+  }
+
+  /**
+   * Indexes up to `limit` queued rows, a batch per transaction, from row `from` on and then from the
+   * start; resolves, with where to go on from, when the queue is empty or the limit reached. A row
+   * rewritten while its ids were computed stays queued for the next batch. Writes through the
+   * write connection like any write: throws StoreReadOnlyError, before parsing anything, while the
+   * store cannot be written, and a write failure puts the store in read-only mode (reads go on).
+   */
+  async indexPending(limit: number, from = 0): Promise<number> {
+    for (let done = 0; done < limit && !this.closed; ) {
+      this.writable();
+      const rows = this.run(() => this.keyIdIndex()?.pending.all(from, Math.min(INDEX_BATCH, limit - done)) as KeyRow[] | undefined) ?? [];
+      if (rows.length === 0 && from > 0) {
+        from = 0;
+        continue;
+      }
+      if (rows.length === 0) return from;
+      from = rows[rows.length - 1]!.id + 1;
+      const indexed = await Promise.all(
+        rows.map(async (row) => {
+          const key = this.decrypt(row);
+          return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
+        }),
+      );
+      if (this.closed) return from;
+      const { db, statements } = this.writable();
+      this.write(() =>
+        db
+          .transaction(() => {
+            for (const { row, tags } of indexed) {
+              const iv = statements.ivOf.get(row.id) as Buffer | undefined;
+              if (iv !== undefined && iv.equals(row.iv)) addKeyIds(statements, row.id, tags);
+            }
+          })
+          .immediate(),
+      );
+      done += rows.length;
+    }
+    return from;
+  }
+
+  /**
+   * Starts the background indexer unless it runs; it stops when the queue is empty, when the store
+   * cannot be written (the next key id lookup starts it again) or on a failure (logged).
+   */
+  startIndexer(): void {
+    if (this.closed) return;
+    this.indexer ??= (async () => {
+      // Throws while the store cannot be written; when that has passed, it reopens the write
+      // connection, which gives a database opened read-only at schema 1 its index.
+      this.writable();
+      // Each worker starts somewhere else in the queue, so several of them share the work.
+      let from = Math.floor(Math.random() * ((this.run(() => this.reader.statements.lastKey.get()) as number | null) ?? 0));
+      while (!this.closed && this.run(() => this.keyIdIndex()?.anyPending.get()) === 1) {
+        from = await this.indexPending(INDEX_BATCH, from);
+        // Not unref'd: close() waits for the indexer, which must get past its pause to see `closed`.
+        await new Promise((resolve) => setTimeout(resolve, INDEX_PAUSE_MS));
+      }
+    })()
+      .catch((e: unknown) => {
+        // Read-only: /health and every write already say so, and lookups answer 503 naming it.
+        if (e instanceof StoreReadOnlyError) return;
+        this.logger.warn('Indexing key ids failed; retried by the next key id lookup', { error: e instanceof Error ? e.message : 'unknown error' });
+      })
+      .finally(() => {
+        this.indexer = undefined;
+      });
+  }
+
+  /** The read connection's key id statements; undefined while its database has no index yet. */
+  private keyIdIndex(): ReturnType<typeof keyIdReadStatements> {
+    this.keyIdReads ??= keyIdReadStatements(this.reader.db);
+    return this.keyIdReads;
   }
 
   /**
@@ -450,6 +633,7 @@ class EncryptedDbStore implements Store {
     } finally {
       const reader = openReader(this.files);
       this.reader = { db: reader, statements: readStatements(reader) };
+      this.keyIdReads = undefined;
       this.recent.clear();
     }
     if (writer instanceof StoreReadOnlyError) return writer;
@@ -486,7 +670,7 @@ class EncryptedDbStore implements Store {
     return failure;
   }
 
-  private hash(kind: 'email' | 'fingerprint', value: string): Buffer {
+  private hash(kind: 'email' | 'fingerprint' | 'keyid', value: string): Buffer {
     return createHmac('sha256', this.keys.index).update(`${kind}:${value}`).digest();
   }
 
@@ -560,6 +744,12 @@ function parseRecord(plain: Buffer): { e: string; f: string; k: string; p: strin
   } catch {
     return undefined;
   }
+}
+
+/** Files the key of row `id` under each of its key id tags, and takes the row off the indexer's queue. */
+function addKeyIds(statements: ReturnType<typeof writeStatements>, id: number, tags: readonly Buffer[]): void {
+  for (const tag of tags) statements.addKeyId.run(tag, id);
+  statements.indexed.run(id);
 }
 
 /** Binds a record to its row: a ciphertext moved to another owner or fingerprint fails to open. */

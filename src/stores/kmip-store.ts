@@ -8,7 +8,8 @@ import { DEFAULT_POOL_OPTIONS, type KmipPoolOptions } from './kmip/kmip-connecti
 import { ObjectType, ResultReason, ResultStatus, SecretDataType, Tag } from './kmip/kmip-enums.js';
 import { KmipOperationError, KmipUnavailableError } from './kmip/kmip-errors.js';
 import { child, destroy, get, getAttributes, locate, objectTypeAttribute, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData, type BatchItemResult } from './kmip/kmip-messages.js';
-import { decodeRecord, encodeRecord, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
+import { keyIdsOf } from '../keys/key-ids.js';
+import { decodeRecord, encodeRecord, FINGERPRINT_NAME_PREFIX, nextOrder, RECORD_TAG, RecordTags, type KeyRecord } from './kmip/key-record.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
 import type { Store, StoreDependencies, StoredKey, UpsertResult } from './store.js';
 
@@ -95,6 +96,15 @@ class KmipStore implements Store {
     });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.run(async () => {
+      const tags = await this.tags();
+      const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.keyId(id)]), 'Locate'));
+      const records = latestPerFingerprint(await this.getRecords(ids));
+      return records.sort((a, b) => a.record.created - b.record.created || compare(a.record.key.fingerprint, b.record.key.fingerprint)).map((r) => r.record.key);
+    });
+  }
+
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     const before = this.ownerWrites.get(key.email) ?? Promise.resolve();
     const mine = before.then(() => this.upsertNow(key, limits), () => this.upsertNow(key, limits));
@@ -107,6 +117,7 @@ class KmipStore implements Store {
   }
 
   private async upsertNow(key: StoredKey, limits: OwnerKeyLimits | undefined): Promise<UpsertResult> {
+    const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     return this.run(async () => {
       const tags = await this.tags();
       const ids = readLocated(await this.client.one(locate([objectTypeAttribute(ObjectType.SecretData), RECORD_TAG(), tags.fingerprint(key.fingerprint)]), 'Locate'));
@@ -114,19 +125,21 @@ class KmipStore implements Store {
       if (existing.some((r) => r.record.key.email !== key.email)) throw new FingerprintConflictError();
       if (existing.some((r) => r.record.key.fingerprint !== key.fingerprint)) throw tampered();
       const latest = latestPerFingerprint(existing)[0];
-      if (latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey) {
+      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint), ...keyIds.map((id) => tags.keyId(id))];
+      const unchanged = latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey;
+      // A record written by a version without key id Names is written again with them (--import does it).
+      if (unchanged && (await this.namesOf(latest.id)).length >= attributes.filter((a) => a.name === 'Name').length) {
         await this.destroyQuietly(existing.filter((r) => r !== latest).map((r) => r.id));
         return 'unchanged';
       }
-      if (limits !== undefined) checkOwnerKeyLimits(await this.listByEmail(key.email), key, limits);
+      if (limits !== undefined && !unchanged) checkOwnerKeyLimits(await this.listByEmail(key.email), key, limits);
       const written = nextOrder();
       const created = existing.length === 0 ? written : Math.min(...existing.map((r) => r.record.created));
       const material = encodeRecord({ key, created, written });
-      const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint)];
       readUniqueIdentifier(await this.client.one(registerSecretData(SecretDataType.Password, material, attributes), 'Register'));
       // The new version is stored: failing to remove the old one must not fail the write.
       await this.destroyQuietly(existing.map((r) => r.id));
-      return existing.length === 0 ? 'added' : 'updated';
+      return unchanged ? 'unchanged' : existing.length === 0 ? 'added' : 'updated';
     });
   }
 
@@ -158,7 +171,7 @@ class KmipStore implements Store {
       const results = await this.batched(ids, ATTRIBUTE_BATCH, (id) => getAttributes(id, ['Name']));
       for (const [i, result] of results.entries()) {
         if (isGone(result)) continue;
-        const names = readAttributes(checked(result, 'Get Attributes')).filter((a) => a.name === 'Name').map((a) => child(a.value, Tag.NameValue, 'TextString').value);
+        const names = readNames(result).filter((n) => n.startsWith(FINGERPRINT_NAME_PREFIX));
         const name = names.sort()[0] ?? `id:${ids[i]!}`;
         byName.set(name, [...(byName.get(name) ?? []), ids[i]!]);
       }
@@ -213,6 +226,12 @@ class KmipStore implements Store {
     return results;
   }
 
+  /** The Names of an object; none when it is gone. */
+  private async namesOf(id: string): Promise<string[]> {
+    const [result] = (await this.client.batch([getAttributes(id, ['Name'])])).items;
+    return result === undefined || isGone(result) ? [] : readNames(result);
+  }
+
   private async destroyQuietly(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     try {
@@ -236,6 +255,12 @@ class KmipStore implements Store {
       throw e;
     }
   }
+}
+
+function readNames(result: BatchItemResult): string[] {
+  return readAttributes(checked(result, 'Get Attributes'))
+    .filter((a) => a.name === 'Name')
+    .map((a) => child(a.value, Tag.NameValue, 'TextString').value);
 }
 
 /** A batch item that failed because its object no longer exists (destroyed by a concurrent request). */

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import type { Pkcs11StoreConfig } from '../config/config.js';
 import { StoreUnavailableError } from '../errors.js';
+import { keyIdsOf } from '../keys/key-ids.js';
 import type { EngineChannel } from './pkcs11/engine-protocol.js';
 import { HostChannel } from './pkcs11/host-channel.js';
 import { Pkcs11Engine } from './pkcs11/pkcs11-engine.js';
@@ -43,9 +44,14 @@ export class Pkcs11Store implements Store {
     return this.engine().call({ op: 'list', email });
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return this.engine().call({ op: 'listByKeyId', id });
+  }
+
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
+    const keyIds = await keyIdsOf(key.fingerprint, key.publicKey);
     // Only the four fields cross the boundary, whatever else the caller's object carries.
-    const request = { op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey } } as const;
+    const request = { op: 'upsert', key: { email: key.email, fingerprint: key.fingerprint, privateKey: key.privateKey, publicKey: key.publicKey }, keyIds } as const;
     return this.engine().call(limits === undefined ? request : { ...request, limits: { maxKeys: limits.maxKeys, maxBytes: limits.maxBytes } });
   }
 

@@ -38,6 +38,10 @@ export class ReopeningStore implements Store {
     return (await this.current()).listByEmail(email);
   }
 
+  async listByKeyId(id: string): Promise<StoredKey[]> {
+    return (await this.current()).listByKeyId(id);
+  }
+
   async upsert(key: StoredKey, limits?: OwnerKeyLimits): Promise<UpsertResult> {
     return (await this.current()).upsert(key, limits);
   }

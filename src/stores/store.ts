@@ -38,6 +38,11 @@ export interface Store {
   /** The keys stored for this email (normalised by the caller: keys/email-address.ts), in insertion order. */
   listByEmail(email: string): Promise<StoredKey[]>;
   /**
+   * The keys answering to this key id (uppercase hex, see src/keys/key-ids.ts): a fingerprint, or
+   * the long id of a primary key or subkey. Found through an index, never by reading every key.
+   */
+  listByKeyId(id: string): Promise<StoredKey[]>;
+  /**
    * Adds the key, or replaces the key of the same fingerprint of the same owner.
    * Throws FingerprintConflictError when the fingerprint belongs to another email, KeyLimitError
    * when `limits` are given and the owner would go past them (checkOwnerKeyLimits). Where the

@@ -173,6 +173,15 @@ class ClientFlow {
     assert.deepEqual((await this.call('/v1/keys/public/nobody@example.com')).json, { publicKeys: [] });
     assertErrorAnswer(await this.call('/v1/keys/public/not-an-email'), 400);
     assertErrorAnswer(await this.call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
+    // Browser releases of 2020-03 to 2021-07 look recipients up by fingerprint and long key id.
+    const byEmail = (await this.call('/v1/keys/public/alice@example.com')).json;
+    for (const path of [`/keys/public/${this.alice.fingerprint.toLowerCase()}`, `/keys/public/${this.alice.fingerprint.slice(-16)}`, `/v1/keys/public/${this.alice.fingerprint}`]) {
+      const answer = await this.call(path);
+      assert.equal(answer.status, 200, path);
+      assert.deepEqual(answer.json, byEmail, path);
+    }
+    assert.deepEqual((await this.call(`/keys/public/${'0'.repeat(16)}`)).json, { publicKeys: [] });
+    assertErrorAnswer(await this.call(`/keys/public/${this.alice.fingerprint.slice(-15)}`), 400);
   }
 
   async revocation(): Promise<void> {

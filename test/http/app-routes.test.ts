@@ -1,31 +1,33 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../../src/config/load-config.js';
 import { AuthenticationError, ConfigError } from '../../src/errors.js';
-import { propertiesText } from '../../testbed/ekm-daemon.js';
-import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
-import { startInProcessApp, type InProcessApp } from '../support/in-process-app.js';
+import { configText, startInProcessApp } from '../support/in-process-app.js';
 
 const FIREFOX_ORIGIN = 'moz-extension://39553fca-76d4-4791-bf00-b4dfede6fd45';
 const CHROME_ORIGIN = 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc';
 
-const configText = (extra: string[]) => propertiesText({ ...baseProperties({ orgId: 'routes-test' }), ...encryptedDbProperties('/nonexistent') }) + extra.join('\n');
-
 describe('routing and CORS of the app, in process', () => {
-  let app: InProcessApp;
+  let base: string;
+  let close: () => Promise<void>;
 
   before(async () => {
     // Routing is under test: every token is refused, so a known private-key route answers 401 and an unknown one 404.
     const refuse = async () => {
       throw new AuthenticationError('ERR_TOKEN_MISSING', 'Missing Authorization header');
     };
-    app = await startInProcessApp({ authenticator: { authenticate: refuse }, properties: [`api.cors.origins=${CHROME_ORIGIN},moz-extension://*`] });
+    ({ base, close } = await startInProcessApp({ authenticator: { authenticate: refuse }, properties: [`api.cors.origins=${CHROME_ORIGIN},moz-extension://*`] }));
   });
 
-  after(() => app?.close());
+  after(async () => {
+    await close();
+  });
 
   const get = async (path: string, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${app.base}${path}`, { headers });
+    const res = await fetch(`${base}${path}`, { headers });
     return { status: res.status, headers: res.headers, json: (await res.json()) as Record<string, unknown> };
   };
 
@@ -48,7 +50,7 @@ describe('routing and CORS of the app, in process', () => {
 
   it('allows every Firefox installation through moz-extension://*, the exact origins, and nothing else', async () => {
     const preflight = async (origin: string) => {
-      const res = await fetch(`${app.base}/v1/keys/private`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'PUT' } });
+      const res = await fetch(`${base}/v1/keys/private`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'PUT' } });
       return res.headers.get('access-control-allow-origin');
     };
     assert.equal(await preflight(FIREFOX_ORIGIN), FIREFOX_ORIGIN);
@@ -60,13 +62,15 @@ describe('routing and CORS of the app, in process', () => {
   });
 
   it('refuses every other wildcard or a path in api.cors.origins at start, naming the entry', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ekm-routes-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
     for (const bad of ['*', 'https://*.example.com', 'chrome-extension://*', 'https://mail.example.com/path', 'mail.example.com']) {
       assert.throws(
-        () => parseConfig(configText([`api.cors.origins=${bad}`]), '/nonexistent/ekm.properties'),
+        () => parseConfig(configText(join(dir, 'db'), [`api.cors.origins=${bad}`]), join(dir, 'ekm.properties')),
         (e: unknown) => e instanceof ConfigError && e.message.includes(`[${bad}]`) && e.message.includes('api.cors.origins'),
         bad,
       );
     }
-    parseConfig(configText(['api.cors.origins=moz-extension://*,https://mail.example.com:8443']), '/nonexistent/ekm.properties');
+    parseConfig(configText(join(dir, 'db'), ['api.cors.origins=moz-extension://*,https://mail.example.com:8443']), join(dir, 'ekm.properties'));
   });
 });

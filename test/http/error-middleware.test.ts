@@ -26,6 +26,7 @@ const failingStore: Store = {
     if (email.startsWith('string')) throw `${SECRET} thrown as a string`;
     throw new Error(`${SECRET} from the store`);
   },
+  listByKeyId: async () => assert.fail('not called'),
   upsert: async () => assert.fail('not called'),
   delete: async () => assert.fail('not called'),
   all: () => assert.fail('not called'),

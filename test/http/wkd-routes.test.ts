@@ -199,6 +199,7 @@ describe('Web Key Directory', () => {
       type: 'Broken',
       probe: outage,
       listByEmail: outage,
+      listByKeyId: outage,
       upsert: outage,
       delete: outage,
       all: () => ({ [Symbol.asyncIterator]: () => ({ next: outage }) }),

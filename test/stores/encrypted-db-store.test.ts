@@ -9,7 +9,8 @@ import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { makeKey, runStoreConformance } from './store-conformance.js';
+import { downgradeToSchema1 } from './previous-schema.js';
+import { makeKey, makeRealKey, runStoreConformance } from './store-conformance.js';
 
 const deps = { logger: new MemoryLogger() };
 const freshConfig = (): EncryptedDbStoreConfig => ({
@@ -21,6 +22,63 @@ const freshConfig = (): EncryptedDbStoreConfig => ({
 runStoreConformance('EncryptedDbStore', async () => {
   const config = freshConfig();
   return { store: await openEncryptedDbStore(config, deps), cleanup: async () => rmSync(join(config.folder, '..'), { recursive: true }) };
+});
+
+describe('EncryptedDbStore key id index migration', () => {
+  const downgrade = (config: EncryptedDbStoreConfig) => downgradeToSchema1(config.folder);
+
+  it('indexes the keys of a previous version at open by an operator command', async () => {
+    const config = freshConfig();
+    const real = await makeRealKey('migrated@example.com');
+    const first = await openEncryptedDbStore(config, deps);
+    await first.upsert(real.key);
+    await first.close();
+    downgrade(config);
+    const store = await openEncryptedDbStore(config, { ...deps, setup: true });
+    assert.deepEqual(await store.listByKeyId(real.subkeyLongId), [real.key]);
+    assert.deepEqual(await store.listByEmail(real.key.email), [real.key]);
+    await store.close();
+  });
+
+  it('indexes them in the background when serving, answering 503 (never an empty list) until done', async () => {
+    const config = freshConfig();
+    const keys = await Promise.all(Array.from({ length: 120 }, (_, i) => makeRealKey(`bulk${i}@example.com`)));
+    const first = await openEncryptedDbStore(config, deps);
+    for (const k of keys) await first.upsert(k.key);
+    await first.close();
+    downgrade(config);
+    const store = await openEncryptedDbStore(config, deps);
+    const last = keys[keys.length - 1]!;
+    await assert.rejects(store.listByKeyId(last.key.fingerprint), StoreUnavailableError);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        assert.deepEqual(await store.listByKeyId(last.primaryLongId), [last.key]);
+        break;
+      } catch (e) {
+        if (!(e instanceof StoreUnavailableError) || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    assert.deepEqual(await store.listByKeyId(keys[0]!.subkeyFingerprint), [keys[0]!.key]);
+    await store.close();
+  });
+
+  it('catches up with a key that a previous version wrote after the migration (a rollback)', async () => {
+    const config = freshConfig();
+    const store = await openEncryptedDbStore(config, { ...deps, setup: true });
+    const real = await makeRealKey('rollback@example.com');
+    await store.upsert(real.key);
+    // What the previous version's upsert does: rewrite the row, knowing nothing of the index.
+    const raw = new Database(join(config.folder, DB_FILE_NAME));
+    raw.prepare('UPDATE keys SET record = record').run();
+    raw.close();
+    await assert.rejects(store.listByKeyId(real.key.fingerprint), StoreUnavailableError);
+    await store.close();
+    const reopened = await openEncryptedDbStore(config, { ...deps, setup: true });
+    assert.deepEqual(await reopened.listByKeyId(real.subkeyLongId), [real.key]);
+    await reopened.close();
+  });
 });
 
 describe('EncryptedDbStore encryption', () => {

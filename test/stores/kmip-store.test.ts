@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
-import { ObjectType } from '../../src/stores/kmip/kmip-enums.js';
-import { getAttributes, locate, readAttributes, readLocated } from '../../src/stores/kmip/kmip-messages.js';
+import { ObjectType, SecretDataType, Tag } from '../../src/stores/kmip/kmip-enums.js';
+import { child, destroy, get, getAttributes, locate, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData } from '../../src/stores/kmip/kmip-messages.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { PykmipServer } from '../../testbed/pykmip-server.js';
 import { pykmipServerPerSuite } from '../support/pykmip-per-suite.js';
 import { TestPki } from '../../testbed/test-pki.js';
-import { makeKey, runStoreConformance } from './store-conformance.js';
+import { makeKey, makeRealKey, runStoreConformance } from './store-conformance.js';
 
 const deps = () => ({ logger: new MemoryLogger(), setup: true });
 
@@ -54,6 +54,29 @@ describe('KmipStore on PyKMIP', () => {
     const log = readFileSync(`${kmip().dir}/server.log`, 'utf8');
     assert.equal(log.includes(key.email), false);
     assert.equal(log.includes(key.privateKey.slice(60, 100)), false);
+  });
+
+  it('writes a record of a version without key id Names again with them when the same key is uploaded (as --import does)', async () => {
+    const store = await openKmipStore(kmip().storeConfig(), deps());
+    const client = kmip().kmipClient();
+    const { key, subkeyLongId } = await makeRealKey('old-record@example.com');
+    const before = new Set(readLocated(await client.one(locate([]), 'Locate')));
+    await store.upsert(key);
+    const [id] = readLocated(await client.one(locate([]), 'Locate')).filter((i) => !before.has(i));
+    // Make it what the previous version wrote: the same record and tags, without the key id Names.
+    const material = readSecretDataMaterial(await client.one(get(id!), 'Get')).material;
+    const kept = readAttributes(await client.one(getAttributes(id!, []), 'Get Attributes')).filter(
+      (a) => ['Object Group', 'Application Specific Information'].includes(a.name) || (a.name === 'Name' && child(a.value, Tag.NameValue, 'TextString').value.startsWith('ekm1-fp-')),
+    );
+    assert.equal(kept.length, 3);
+    readUniqueIdentifier(await client.one(registerSecretData(SecretDataType.Password, material, kept), 'Register'));
+    await client.one(destroy(id!), 'Destroy');
+    await client.close();
+    assert.deepEqual(await store.listByKeyId(subkeyLongId), []);
+    assert.equal(await store.upsert(key), 'unchanged');
+    assert.deepEqual(await store.listByKeyId(subkeyLongId), [key]);
+    assert.deepEqual(await store.listByEmail(key.email), [key]);
+    await store.close();
   });
 
   it('shares data between stores with their own connections (the index key lives on the server)', async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { FingerprintConflictError, KeyLimitError } from '../../src/errors.js';
+import { loadOpenpgp } from '../../src/keys/load-openpgp.js';
 import type { Store, StoredKey } from '../../src/stores/store.js';
 
 /**
@@ -79,6 +80,54 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
       }
     });
 
+    describe('lookup by key id', () => {
+      let real: StoredKey;
+      let ids: { primaryLongId: string; subkeyFingerprint: string; subkeyLongId: string };
+      before(async () => {
+        ({ key: real, ...ids } = await makeRealKey(email('kate')));
+      });
+
+      it('finds a key by fingerprint and by the long id of its primary key and of its subkey, in any case', async () => {
+        assert.equal(await store.upsert(real), 'added');
+        for (const id of [real.fingerprint, ids.primaryLongId, ids.subkeyFingerprint, ids.subkeyLongId]) {
+          assert.deepEqual(await store.listByKeyId(id), [real], id);
+        }
+        // A public key that does not parse still answers to its fingerprint and its long id.
+        const fake = makeKey(email('kate'));
+        assert.equal(await store.upsert(fake), 'added');
+        assert.deepEqual(await store.listByKeyId(fake.fingerprint), [fake]);
+        assert.deepEqual(await store.listByKeyId(fake.fingerprint.slice(-16)), [fake]);
+      });
+
+      it('finds nothing for an unknown id or a prefix of a known one', async () => {
+        assert.deepEqual(await store.listByKeyId(randomBytes(20).toString('hex').toUpperCase()), []);
+        assert.deepEqual(await store.listByKeyId(randomBytes(8).toString('hex').toUpperCase()), []);
+        assert.deepEqual(await store.listByKeyId(real.fingerprint.slice(0, 16)), []);
+      });
+
+      it('finds the new version after an update and nothing after delete', async () => {
+        const renewed = { ...real, privateKey: real.privateKey.replace('PRIVATE KEY BLOCK-----\n', 'PRIVATE KEY BLOCK-----\nComment: renewed\n') };
+        assert.equal(await store.upsert(renewed), 'updated');
+        assert.deepEqual(await store.listByKeyId(ids.subkeyLongId), [renewed]);
+        assert.deepEqual(await store.listByKeyId(real.fingerprint), [renewed]);
+        assert.equal(await store.delete(real.email, real.fingerprint), true);
+        for (const id of [real.fingerprint, ids.primaryLongId, ids.subkeyFingerprint, ids.subkeyLongId]) {
+          assert.deepEqual(await store.listByKeyId(id), [], id);
+        }
+      });
+
+      it("drops a replaced key's subkey ids when the new version lacks that subkey", async () => {
+        const first = await makeRealKey(email('lena'));
+        const other = await makeRealKey(email('lena'));
+        assert.equal(await store.upsert(first.key), 'added');
+        // The same fingerprint with another key's public part: the old subkey no longer answers.
+        const replaced = { ...first.key, publicKey: other.key.publicKey };
+        assert.equal(await store.upsert(replaced), 'updated');
+        assert.deepEqual(await store.listByKeyId(first.subkeyLongId), []);
+        assert.deepEqual(await store.listByKeyId(first.key.fingerprint), [replaced]);
+      });
+    });
+
     it('holds an owner to the number of keys: a new fingerprint past it is refused, an update of a held one passes', async () => {
       const limits = { maxKeys: 3, maxBytes: 1024 * 1024 };
       const keys = Array.from({ length: 3 }, () => makeKey(email('frank')));
@@ -120,7 +169,7 @@ export function runStoreConformance(name: string, open: () => Promise<{ store: S
     it('iterates every stored key', async () => {
       const seen = new Map<string, StoredKey>();
       for await (const k of store.all()) seen.set(k.fingerprint, k);
-      for (const who of ['alice', 'bob', 'carol', 'dave', 'erin', 'many0', 'many1', 'many2']) {
+      for (const who of ['alice', 'bob', 'carol', 'dave', 'erin', 'lena', 'many0', 'many1', 'many2']) {
         for (const k of await store.listByEmail(email(who))) assert.deepEqual(seen.get(k.fingerprint), k);
       }
       assert.ok(seen.size >= 18, `only ${seen.size} keys iterated`);
@@ -136,5 +185,18 @@ export function makeKey(email: string): StoredKey {
     fingerprint: randomBytes(20).toString('hex').toUpperCase(),
     privateKey: `-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n${body(3000)}\n-----END PGP PRIVATE KEY BLOCK-----\n`,
     publicKey: `-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n${body(1200)}\n-----END PGP PUBLIC KEY BLOCK-----\n`,
+  };
+}
+
+/** A real OpenPGP key (ed25519 with an encryption subkey) and the ids it answers to. */
+export async function makeRealKey(email: string) {
+  const openpgp = await loadOpenpgp();
+  const { privateKey, publicKey } = await openpgp.generateKey({ type: 'ecc', curve: 'ed25519Legacy', userIDs: [{ email }], format: 'object' });
+  const subkey = publicKey.getSubkeys()[0]!;
+  return {
+    key: { email, fingerprint: publicKey.getFingerprint().toUpperCase(), privateKey: privateKey.armor(), publicKey: publicKey.armor() } satisfies StoredKey,
+    primaryLongId: publicKey.getKeyID().toHex().toUpperCase(),
+    subkeyFingerprint: subkey.getFingerprint().toUpperCase(),
+    subkeyLongId: subkey.getKeyID().toHex().toUpperCase(),
   };
 }

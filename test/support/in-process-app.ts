@@ -14,6 +14,11 @@ import { baseProperties, encryptedDbProperties } from './base-properties.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
+/** The config of an in-process app over an EncryptedDbStore in `folder`, with `properties` added. */
+export function configText(folder: string, properties: readonly string[] = []): string {
+  return propertiesText({ ...baseProperties({ orgId: 'app-test' }), ...encryptedDbProperties(folder, PASSPHRASE) }) + properties.join('\n');
+}
+
 /** The Koa app on 127.0.0.1 with a real EncryptedDbStore in a temp dir, logging to memory. */
 export interface InProcessApp {
   readonly base: string;
@@ -31,7 +36,7 @@ export async function startInProcessApp(options: {
   readonly wrapStore?: (store: Store) => Store;
 }): Promise<InProcessApp> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-app-'));
-  const text = propertiesText({ ...baseProperties({ orgId: 'app-test' }), ...encryptedDbProperties(join(dir, 'db'), PASSPHRASE) }) + (options.properties ?? []).join('\n');
+  const text = configText(join(dir, 'db'), options.properties);
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;

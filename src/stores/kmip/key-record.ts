@@ -8,6 +8,8 @@ import { applicationSpecificInformationAttribute, nameAttribute, objectGroupAttr
  * record; its attributes are keyed hashes only (no email, fingerprint or key in clear):
  * - Object Group `ekm1-owner-<HMAC(email)>`: a user's keys, found by one Locate;
  * - Name `ekm1-fp-<HMAC(fingerprint)>`: the record of a fingerprint, for upsert and conflicts;
+ * - Name `ekm1-id-<HMAC(key id)>`, one per key id (Name is multi-instance, KMIP 1.0 section 3.2, and
+ *   Locate matches any of an object's Names): the public key lookup by fingerprint or long id;
  * - Application Specific Information `flowcrypt-ekm` / `private-key-v1`: every record, for export.
  */
 export interface KeyRecord {
@@ -19,6 +21,8 @@ export interface KeyRecord {
 }
 
 const RECORD_VERSION = 1;
+/** The Name that tells a record's fingerprint, among its key id Names. */
+export const FINGERPRINT_NAME_PREFIX = 'ekm1-fp-';
 export const RECORD_TAG = () => applicationSpecificInformationAttribute(APPLICATION_NAMESPACE, 'private-key-v1');
 
 /** The tags of a record; `indexKey` comes from the server (see index-key.ts). */
@@ -30,7 +34,11 @@ export class RecordTags {
   }
 
   fingerprint(fingerprint: string): KmipAttribute {
-    return nameAttribute(`ekm1-fp-${this.hash('fingerprint', fingerprint)}`);
+    return nameAttribute(`${FINGERPRINT_NAME_PREFIX}${this.hash('fingerprint', fingerprint)}`);
+  }
+
+  keyId(id: string): KmipAttribute {
+    return nameAttribute(`ekm1-id-${this.hash('keyid', id)}`);
   }
 
   private hash(kind: string, value: string): string {

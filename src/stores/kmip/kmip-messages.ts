@@ -54,8 +54,22 @@ export function objectTypeAttribute(objectType: number): KmipAttribute {
   return { name: 'Object Type', value: enumeration(Tag.AttributeValue, objectType) };
 }
 
-function encodeAttribute(attribute: KmipAttribute): TtlvItem {
-  return structure(Tag.Attribute, text(Tag.AttributeName, attribute.name), attribute.value);
+function encodeAttribute(attribute: KmipAttribute, index?: number): TtlvItem {
+  if (index === undefined || index === 0) return structure(Tag.Attribute, text(Tag.AttributeName, attribute.name), attribute.value);
+  return structure(Tag.Attribute, text(Tag.AttributeName, attribute.name), integer(Tag.AttributeIndex, index), attribute.value);
+}
+
+/**
+ * Attributes numbered per name (section 2.1.1 Attribute Index): the second and later instances of a
+ * multi-instance attribute such as Name carry 1, 2, ...; PyKMIP refuses an unnumbered repeat.
+ */
+function encodeIndexedAttributes(attributes: readonly KmipAttribute[]): TtlvItem[] {
+  const seen = new Map<string, number>();
+  return attributes.map((attribute) => {
+    const index = seen.get(attribute.name) ?? 0;
+    seen.set(attribute.name, index + 1);
+    return encodeAttribute(attribute, index);
+  });
 }
 
 /** A request batch item: an operation and the children of its Request Payload. */
@@ -153,7 +167,7 @@ export function registerSecretData(secretDataType: number, material: Uint8Array,
     operation: Operation.Register,
     payload: [
       enumeration(Tag.ObjectType, ObjectType.SecretData),
-      structure(Tag.TemplateAttribute, ...attributes.map(encodeAttribute)),
+      structure(Tag.TemplateAttribute, ...encodeIndexedAttributes(attributes)),
       structure(
         Tag.SecretData,
         enumeration(Tag.SecretDataType, secretDataType),
@@ -171,7 +185,7 @@ export function registerSecretData(secretDataType: number, material: Uint8Array,
 export function locate(attributes: readonly KmipAttribute[], maximumItems?: number): BatchItemRequest {
   return {
     operation: Operation.Locate,
-    payload: [...(maximumItems === undefined ? [] : [integer(Tag.MaximumItems, maximumItems)]), ...attributes.map(encodeAttribute)],
+    payload: [...(maximumItems === undefined ? [] : [integer(Tag.MaximumItems, maximumItems)]), ...attributes.map((a) => encodeAttribute(a))],
   };
 }
 

@@ -9,7 +9,9 @@ import type { StoredKey, UpsertResult } from '../store.js';
 export type EngineRequest =
   | { readonly op: 'probe' }
   | { readonly op: 'list'; readonly email: string }
-  | { readonly op: 'upsert'; readonly key: StoredKey; readonly limits?: OwnerKeyLimits }
+  | { readonly op: 'listByKeyId'; readonly id: string }
+  /** `keyIds`: what the key answers to (src/keys/key-ids.ts), computed outside the engine thread. */
+  | { readonly op: 'upsert'; readonly key: StoredKey; readonly keyIds: readonly string[]; readonly limits?: OwnerKeyLimits }
   | { readonly op: 'delete'; readonly email: string; readonly fingerprint: string }
   | { readonly op: 'scanOpen' }
   | { readonly op: 'scanNext'; readonly cursor: string }
@@ -18,6 +20,7 @@ export type EngineRequest =
 interface EngineResults {
   probe: null;
   list: StoredKey[];
+  listByKeyId: StoredKey[];
   upsert: UpsertResult;
   delete: boolean;
   scanOpen: string;

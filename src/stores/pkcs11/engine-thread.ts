@@ -69,8 +69,10 @@ function serve(s: TokenRecordStore, r: EngineRequest): unknown {
       return null;
     case 'list':
       return s.list(r.email);
+    case 'listByKeyId':
+      return s.listByKeyId(r.id);
     case 'upsert':
-      return s.upsert(r.key, r.limits);
+      return s.upsert(r.key, r.keyIds, r.limits);
     case 'delete':
       return s.delete(r.email, r.fingerprint);
     case 'scanOpen':

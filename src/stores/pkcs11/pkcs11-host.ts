@@ -14,7 +14,7 @@ export interface Pkcs11Host {
   close(): Promise<void>;
 }
 
-const OPS = new Set(['probe', 'list', 'upsert', 'delete', 'scanOpen', 'scanNext', 'scanClose']);
+const OPS = new Set(['probe', 'list', 'listByKeyId', 'upsert', 'delete', 'scanOpen', 'scanNext', 'scanClose']);
 
 /**
  * Makes this cluster primary the one process that holds the PKCS#11 session, and serves the

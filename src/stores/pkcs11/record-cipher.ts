@@ -40,6 +40,11 @@ export class RecordCipher {
     return this.hmac(`fingerprint\0${fingerprint}`);
   }
 
+  /** HMAC-SHA256 of a key id (fingerprint or long id): the CKA_LABEL of its lookup objects. */
+  keyIdTag(id: string): Buffer {
+    return this.hmac(`keyid\0${id}`);
+  }
+
   seal(ownerTag: Buffer, fingerprintTag: Buffer, content: RecordContent): Buffer {
     const { lib, handle: s } = this.session;
     const plaintext = Buffer.from(

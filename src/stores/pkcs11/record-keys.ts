@@ -13,6 +13,8 @@ export interface RecordKeys {
 
 /** CKA_APPLICATION of every data object the EKM writes; also scopes its finds. */
 export const RECORD_APPLICATION = 'flowcrypt-ekm record v1';
+/** CKA_APPLICATION of the lookup objects that find a record by key id (see TokenRecordStore.listByKeyId). */
+export const KEY_ID_APPLICATION = 'flowcrypt-ekm key id v1';
 const RECORD_KEY_LABEL = 'flowcrypt-ekm record key v1';
 const INDEX_KEY_LABEL = 'flowcrypt-ekm index key v1';
 

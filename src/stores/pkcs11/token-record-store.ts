@@ -5,7 +5,7 @@ import { checkOwnerKeyLimits, type OwnerKeyLimits } from '../owner-key-limits.js
 import type { StoredKey, UpsertResult } from '../store.js';
 import { ckrName, describeFailure } from './pkcs11-failure.js';
 import { RecordCipher, type RecordContent } from './record-cipher.js';
-import { RECORD_APPLICATION, findOrCreateRecordKeys } from './record-keys.js';
+import { KEY_ID_APPLICATION, RECORD_APPLICATION, findOrCreateRecordKeys } from './record-keys.js';
 import { TokenSession } from './token-session.js';
 import { WriteMarker } from './write-marker.js';
 
@@ -115,12 +115,34 @@ export class TokenRecordStore {
   }
 
   /**
+   * The keys answering to a key id: its lookup objects (CKA_LABEL = key id tag) name fingerprint
+   * tags, whose records are read as upsert reads them. Two finds plus one per key found.
+   */
+  listByKeyId(id: string): StoredKey[] {
+    return this.run((c) => {
+      const fingerprintTags = new Map<string, Buffer>();
+      for (const handle of this.find(c, [...keyIdTemplate(), { type: pkcs11js.CKA_LABEL, value: c.cipher.keyIdTag(id).toString('hex') }])) {
+        const tag = this.readObjectId(c, handle);
+        if (tag !== undefined) fingerprintTags.set(tag.toString('hex'), tag);
+      }
+      const found: RecordContent[] = [];
+      for (const fingerprintTag of fingerprintTags.values()) {
+        const newest = this.findByFingerprint(c, fingerprintTag)
+          .map((o) => c.cipher.open(o.ownerTag, fingerprintTag, o.value))
+          .reduce<RecordContent | undefined>((a, b) => (a === undefined || a.writtenAt < b.writtenAt ? b : a), undefined);
+        if (newest !== undefined) found.push(newest);
+      }
+      return found.sort((a, b) => a.createdAt - b.createdAt || a.key.fingerprint.localeCompare(b.key.fingerprint)).map((r) => r.key);
+    });
+  }
+
+  /**
    * The limits are checked here, on the engine thread that serves one request at a time and is the
    * only writer of this host's token session: no other upsert of this host runs between the check and
    * the write. Hosts sharing one HSM partition, or an --import beside the daemon, each check on
    * their own, so together they may exceed the limits by at most one key per concurrent writer.
    */
-  upsert(key: StoredKey, limits?: OwnerKeyLimits): UpsertResult {
+  upsert(key: StoredKey, keyIds: readonly string[], limits?: OwnerKeyLimits): UpsertResult {
     return this.run((c) => {
       const ownerTag = c.cipher.ownerTag(key.email);
       const fingerprintTag = c.cipher.fingerprintTag(key.fingerprint);
@@ -128,8 +150,13 @@ export class TokenRecordStore {
       if (existing.some((o) => !o.ownerTag.equals(ownerTag))) throw new FingerprintConflictError();
       const contents = existing.map((o) => c.cipher.open(ownerTag, fingerprintTag, o.value));
       const [only] = contents;
-      if (contents.length === 1 && only !== undefined && sameKey(only.key, key)) return 'unchanged';
+      if (contents.length === 1 && only !== undefined && sameKey(only.key, key)) {
+        // An unchanged key written by a version without lookup objects gets them now (--import does it).
+        if (this.syncKeyIds(c, fingerprintTag, keyIds, false)) this.markWritten(c);
+        return 'unchanged';
+      }
       if (limits !== undefined) checkOwnerKeyLimits(this.owned(c, key.email), key, limits);
+      this.syncKeyIds(c, fingerprintTag, keyIds, false);
       const now = this.tick();
       const createdAt = contents.reduce((min, r) => Math.min(min, r.createdAt), now);
       // CKA_VALUE of a data object cannot be changed (SoftHSM2): an update writes the new object first,
@@ -148,6 +175,8 @@ export class TokenRecordStore {
           if (at >= 0) scan.handles[at] = created;
         }
       }
+      // Lookups of the ids the previous version had and this one lacks go only now that it is gone.
+      this.syncKeyIds(c, fingerprintTag, keyIds, true);
       this.markWritten(c);
       return existing.length === 0 ? 'added' : 'updated';
     });
@@ -156,8 +185,10 @@ export class TokenRecordStore {
   delete(email: string, fingerprint: string): boolean {
     return this.run((c) => {
       const ownerTag = c.cipher.ownerTag(email);
-      const mine = this.findByFingerprint(c, c.cipher.fingerprintTag(fingerprint)).filter((o) => o.ownerTag.equals(ownerTag));
+      const fingerprintTag = c.cipher.fingerprintTag(fingerprint);
+      const mine = this.findByFingerprint(c, fingerprintTag).filter((o) => o.ownerTag.equals(ownerTag));
       for (const o of mine) this.destroy(c, o.handle);
+      if (mine.length > 0) this.syncKeyIds(c, fingerprintTag, [], true);
       if (mine.length > 0) this.markWritten(c);
       return mine.length > 0;
     });
@@ -365,6 +396,35 @@ export class TokenRecordStore {
     return found;
   }
 
+  /**
+   * Creates the lookup objects (CKA_LABEL = key id tag, CKA_OBJECT_ID = fingerprint tag) this
+   * fingerprint lacks and, when `prune`, destroys those of ids not listed. Created before the record
+   * they point to and pruned after it: a crash leaves a lookup of nothing, never a key unfindable.
+   * True when it created any.
+   */
+  private syncKeyIds(c: Connection, fingerprintTag: Buffer, keyIds: readonly string[], prune: boolean): boolean {
+    const wanted = new Set(keyIds.map((id) => c.cipher.keyIdTag(id).toString('hex')));
+    const present = new Set<string>();
+    for (const handle of this.find(c, [...keyIdTemplate(), { type: pkcs11js.CKA_OBJECT_ID, value: fingerprintTag }])) {
+      const label = this.readLabel(c, handle);
+      if (label === undefined) continue;
+      if (wanted.has(label) && !present.has(label)) present.add(label);
+      else if (prune) this.destroy(c, handle);
+    }
+    let created = false;
+    for (const label of wanted) {
+      if (present.has(label)) continue;
+      c.session.lib.C_CreateObject(c.session.handle, [
+        ...keyIdTemplate(),
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_LABEL, value: label },
+        { type: pkcs11js.CKA_OBJECT_ID, value: fingerprintTag },
+      ]);
+      created = true;
+    }
+    return created;
+  }
+
   private findByFingerprint(c: Connection, fingerprintTag: Buffer): StoredObject[] {
     return this.find(c, [...recordTemplate(), { type: pkcs11js.CKA_OBJECT_ID, value: fingerprintTag }])
       .map((h) => this.read(c, h))
@@ -379,6 +439,27 @@ export class TokenRecordStore {
         .map((a) => a.value);
       if (label === undefined || oid === undefined || value === undefined) throw new Error('C_GetAttributeValue returned fewer attributes than asked');
       return { handle, ownerTag: Buffer.from(label.toString('latin1'), 'hex'), fingerprintTag: oid, value };
+    } catch (e) {
+      if (ckrName(e) !== 'CKR_OBJECT_HANDLE_INVALID') throw e;
+      c.cipher.assertKeysPresent();
+      return undefined;
+    }
+  }
+
+  private readLabel(c: Connection, handle: pkcs11js.Handle): string | undefined {
+    return this.readAttribute(c, handle, pkcs11js.CKA_LABEL)?.toString('latin1');
+  }
+
+  private readObjectId(c: Connection, handle: pkcs11js.Handle): Buffer | undefined {
+    return this.readAttribute(c, handle, pkcs11js.CKA_OBJECT_ID);
+  }
+
+  /** undefined when another process removed the object after our find. */
+  private readAttribute(c: Connection, handle: pkcs11js.Handle, type: number): Buffer | undefined {
+    try {
+      const [attribute] = c.session.lib.C_GetAttributeValue(c.session.handle, handle, [{ type }]);
+      if (attribute?.value === undefined) throw new Error('C_GetAttributeValue returned fewer attributes than asked');
+      return attribute.value;
     } catch (e) {
       if (ckrName(e) !== 'CKR_OBJECT_HANDLE_INVALID') throw e;
       c.cipher.assertKeysPresent();
@@ -412,6 +493,15 @@ function recordTemplate(): pkcs11js.Template {
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
     { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_APPLICATION, value: RECORD_APPLICATION },
+  ];
+}
+
+/** A lookup object: the only trace of a key id on the token, a keyed hash. */
+function keyIdTemplate(): pkcs11js.Template {
+  return [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_APPLICATION, value: KEY_ID_APPLICATION },
   ];
 }
 

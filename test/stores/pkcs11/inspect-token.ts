@@ -3,8 +3,9 @@ import pkcs11js from 'pkcs11js';
 /**
  * Run as a separate process: logs in to the token the way anyone holding the user PIN could, and
  * prints what such a person sees (`list`), or moves one stored record onto another object
- * (`move <from-label> <to-label>`) to test that records are bound to their object.
- * Usage: node inspect-token.js <module> <token-label> <pin> list|move ...
+ * (`move <from-label> <to-label>`) to test that records are bound to their object, or destroys the
+ * key id lookup objects (`forget-key-ids`), leaving the token as the previous version wrote it.
+ * Usage: node inspect-token.js <module> <token-label> <pin> list|move|forget-key-ids ...
  * The test runner also loads this file as a test file, with no arguments; it then does nothing.
  */
 const [module, tokenLabel, pin, action, from, to] = process.argv.slice(2) as [string?, string?, string?, string?, string?, string?];
@@ -60,6 +61,8 @@ function inspect(module: string, tokenLabel: string, pin: string): void {
       { type: pkcs11js.CKA_VALUE, value: attr(source, pkcs11js.CKA_VALUE) as Buffer },
     ]);
     p.C_DestroyObject(s, target);
+  } else if (action === 'forget-key-ids') {
+    for (const h of find([{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA }, { type: pkcs11js.CKA_APPLICATION, value: 'flowcrypt-ekm key id v1' }])) p.C_DestroyObject(s, h);
   }
   p.C_Logout(s);
   p.C_Finalize();
