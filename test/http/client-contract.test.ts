@@ -134,7 +134,7 @@ describe('the client contract in process: every refusal in the error format', ()
     const failures: string[] = [];
     for (const [name, answer, status] of cases) {
       try {
-        assertErrorAnswer(await answer, status, undefined, name);
+        assertErrorAnswer(await answer, status);
       } catch (e) {
         failures.push(`${name}: ${(e as Error).message}`);
       }
