@@ -118,7 +118,7 @@ describe('Web Key Directory with GnuPG as the client', { timeout: 180_000 }, () 
       ca: pki.caCertPem,
       properties: {
         ...baseProperties({ orgId: 'wkd-gpg.test', idp: { issuer: 'https://issuer.invalid', jwksUri: 'https://issuer.invalid/jwks' }, audience: 'wkd-gpg-test' }),
-        ...encryptedDbProperties(dataDir),
+        ...encryptedDbProperties(dataDir, 'wkd gpg test database'),
         'org.domains': `${ADVANCED},${DIRECT}`,
         'api.hostname': '127.0.0.1',
         'api.port': '443',

@@ -30,7 +30,7 @@ async function generate(emails: (string | { name: string; email: string })[]): P
 }
 
 function configText(folder: string, extra: string): string {
-  return propertiesText({ ...baseProperties({ orgId: 'wkd-test' }), ...encryptedDbProperties(folder), 'api.cors.origins': 'chrome-extension://allowed' }) + extra;
+  return propertiesText({ ...baseProperties({ orgId: 'wkd-test' }), ...encryptedDbProperties(folder, 'wkd test passphrase'), 'api.cors.origins': 'chrome-extension://allowed' }) + extra;
 }
 
 /** Starts the app of this config on 127.0.0.1 (a real socket: the direct method reads the Host). */
