@@ -133,6 +133,19 @@ export class StoreUnavailableError extends EkmError {
   }
 }
 
+/**
+ * 503: the store is up, but its key id index (lookups by fingerprint or long key id) is still being
+ * filled for records written by an earlier version. A short list could miss a key, so no list is
+ * answered; the store itself is healthy (its metrics must not report it down).
+ */
+export class KeyIdIndexBuildingError extends EkmError {
+  constructor() {
+    super(503, 'ERR_KEY_ID_INDEX_BUILDING', 'Key id lookups are not ready yet', 'The key id index is still being built; try again shortly', {
+      retryAfterSeconds: 5,
+    });
+  }
+}
+
 /** Why a store can be read but not written. */
 export type WriteFailureCause = 'read-only-filesystem' | 'permission' | 'disk-full';
 

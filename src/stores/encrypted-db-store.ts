@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../config/config.js';
-import { ConfigError, EkmError, FingerprintConflictError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
+import { ConfigError, EkmError, FingerprintConflictError, KeyIdIndexBuildingError, StoreReadOnlyError, StoreUnavailableError } from '../errors.js';
 import { keyIdsOf } from '../keys/key-ids.js';
 import type { Logger } from '../logging/logger.js';
 import { checkOwnerKeyLimits, type OwnerKeyLimits } from './owner-key-limits.js';
@@ -447,10 +447,9 @@ class EncryptedDbStore implements Store {
       // Until every row is indexed an answer could miss a key: a 503, never a short list.
       if (statements?.anyPending.get() !== 0) {
         this.startIndexer();
+        if (this.writeFailure === undefined) throw new KeyIdIndexBuildingError();
         throw new StoreUnavailableError(
-          this.writeFailure === undefined
-            ? 'The key id index is still being built; try again shortly'
-            : `The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`,
+          `The key id index is incomplete and cannot be completed while the store cannot be written: ${this.writeFailure.details}`,
         );
       }
       return (statements.byKeyId.all(this.hash('keyid', id)) as KeyRow[]).map((r) => this.decrypt(r));

@@ -99,7 +99,7 @@ class ClientFlow {
         'api.workers': '2',
         'api.https.key.file': this.pki.pkcs12(serverCert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
-        'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc',
+        'api.cors.origins': 'chrome-extension://bnjglocicdkmhmoohhfkfkbbkejdhdgc,moz-extension://*',
         ...storeProperties,
         'logger.default.level': 'debug',
       },
@@ -180,7 +180,11 @@ class ClientFlow {
       assert.equal(answer.status, 200, path);
       assert.deepEqual(answer.json, byEmail, path);
     }
+    const { readKey } = await import('openpgp');
+    const subkeyLongId = (await readKey({ armoredKey: this.alice.publicKey })).getSubkeys()[0]!.getKeyID().toHex();
+    assert.deepEqual((await this.call(`/v1/keys/public/${subkeyLongId}`)).json, byEmail, 'by the long id of the encryption subkey');
     assert.deepEqual((await this.call(`/keys/public/${'0'.repeat(16)}`)).json, { publicKeys: [] });
+    assert.deepEqual((await this.call(`/v1/keys/public/${'AB'.repeat(32)}`)).json, { publicKeys: [] }, 'a v6 (64-hex) fingerprint');
     assertErrorAnswer(await this.call(`/keys/public/${this.alice.fingerprint.slice(-15)}`), 400);
   }
 

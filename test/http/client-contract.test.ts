@@ -43,7 +43,7 @@ describe('the client contract in process: every refusal in the error format', ()
     const fetch = ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as OutboundFetch;
     app = await startInProcessApp({
       authenticator: new OpenIdConnectAuthenticator({ issuer: idp.issuer, jwks: idp.jwksUri, audience: ['other-app-client', AUDIENCE] }, fetch, new MemoryLogger()),
-      properties: ['org.domains=example.com', `api.cors.origins=${EXTENSION_ORIGIN}`],
+      properties: ['org.domains=example.com', `api.cors.origins=${EXTENSION_ORIGIN},moz-extension://*`],
     });
     alice = await makePrivateKey('alice@example.com');
     aliceToken = await mint({ email: 'Alice@Example.com', email_verified: true });
@@ -148,10 +148,12 @@ describe('the client contract in process: every refusal in the error format', ()
     assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
     assertErrorAnswer(await call('/no/such/path', { method: 'PROPFIND' }), 404);
     assertErrorAnswer(await call('/no/such/path'), 404);
+    // Only the known route tails pass the path-prefix rule: an unknown API version or another case is not ours.
+    for (const path of ['/v2/keys/private', '/proxy/v2/keys/private', '/V1/Keys/Private']) assertErrorAnswer(await call(path, { headers: auth(aliceToken) }), 404, undefined, path);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
   });
 
-  it('answers CORS preflights for the configured extension origin only', async () => {
+  it('answers CORS preflights for the configured extension origins only, every Firefox installation included', async () => {
     const preflight = (origin: string) =>
       call('/v1/keys/private', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization,content-type' } });
     const allowed = await preflight(EXTENSION_ORIGIN);
@@ -160,5 +162,12 @@ describe('the client contract in process: every refusal in the error format', ()
     assert.match(String(allowed.headers['access-control-allow-headers']), /Authorization/i);
     const refusedOrigin = await preflight('https://evil.example');
     assert.equal(refusedOrigin.headers['access-control-allow-origin'], undefined);
+    // Firefox gives each installation of the extension its own random origin.
+    for (const firefox of ['moz-extension://0b3c6f5e-8a41-4f8e-9a63-2d1c2b7e4f10', 'moz-extension://d9a8b7c6-5e4f-4a3b-8c2d-1e0f9a8b7c6d']) {
+      assert.equal((await preflight(firefox)).headers['access-control-allow-origin'], firefox);
+    }
+    for (const lookalike of ['moz-extension://x.evil.example/', 'moz-extension-evil://abc', 'https://moz-extension.evil.example']) {
+      assert.equal((await preflight(lookalike)).headers['access-control-allow-origin'], undefined, lookalike);
+    }
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { AuthenticationError, StoreUnavailableError } from '../../src/errors.js';
+import { AuthenticationError, KeyIdIndexBuildingError, StoreUnavailableError } from '../../src/errors.js';
 import { registry } from '../../src/metrics/ekm-metrics.js';
 import { measuredAuthenticator } from '../../src/metrics/measured-authenticator.js';
 import { MeasuredStore } from '../../src/metrics/measured-store.js';
@@ -70,6 +70,21 @@ describe('metrics of requests, the store and token verification, in process', ()
     store = new MeasuredStore(inner);
     await store.probe();
     assert.equal(await value('ekm_store_up'), 1);
+  });
+
+  it('keeps the store up while its key id index is still being built (a 503 of the lookup, not an outage)', async () => {
+    const indexing = new MeasuredStore({
+      ...inner,
+      type: inner.type,
+      probe: () => inner.probe(),
+      listByKeyId: async () => {
+        throw new KeyIdIndexBuildingError();
+      },
+    } as Store);
+    await indexing.probe();
+    await assert.rejects(indexing.listByKeyId(FINGERPRINT), KeyIdIndexBuildingError);
+    assert.equal(await value('ekm_store_up'), 1);
+    assert.ok((await value('ekm_store_operations_total', { operation: 'listByKeyId', outcome: 'ERR_KEY_ID_INDEX_BUILDING' }))! >= 1);
   });
 
   it('counts the keys of a database store at most once a minute, without a fingerprint in any label', async () => {

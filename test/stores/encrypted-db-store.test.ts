@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
-import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
+import { ConfigError, KeyIdIndexBuildingError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { downgradeToSchema1 } from './previous-schema.js';
@@ -49,14 +49,14 @@ describe('EncryptedDbStore key id index migration', () => {
     downgrade(config);
     const store = await openEncryptedDbStore(config, deps);
     const last = keys[keys.length - 1]!;
-    await assert.rejects(store.listByKeyId(last.key.fingerprint), StoreUnavailableError);
+    await assert.rejects(store.listByKeyId(last.key.fingerprint), KeyIdIndexBuildingError);
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
         assert.deepEqual(await store.listByKeyId(last.primaryLongId), [last.key]);
         break;
       } catch (e) {
-        if (!(e instanceof StoreUnavailableError) || Date.now() > deadline) throw e;
+        if (!(e instanceof KeyIdIndexBuildingError) || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
@@ -73,7 +73,7 @@ describe('EncryptedDbStore key id index migration', () => {
     const raw = new Database(join(config.folder, DB_FILE_NAME));
     raw.prepare('UPDATE keys SET record = record').run();
     raw.close();
-    await assert.rejects(store.listByKeyId(real.key.fingerprint), StoreUnavailableError);
+    await assert.rejects(store.listByKeyId(real.key.fingerprint), KeyIdIndexBuildingError);
     await store.close();
     const reopened = await openEncryptedDbStore(config, { ...deps, setup: true });
     assert.deepEqual(await reopened.listByKeyId(real.subkeyLongId), [real.key]);
