@@ -5,7 +5,7 @@
 import * as openpgp from 'openpgp';
 
 const email = process.argv[2];
-if (email === undefined || !email.includes('@')) {
+if (!email?.includes('@')) {
   process.stderr.write('Usage: npm run -s dev-key -- <email>\n');
   process.exit(2);
 }

@@ -8,7 +8,7 @@ import type { JWK } from 'jose';
 import { mintWithJwk } from '../testbed/openid-provider.js';
 
 const email = process.argv[2];
-if (email === undefined || !email.includes('@')) {
+if (!email?.includes('@')) {
   process.stderr.write('Usage: npm run -s token -- <email>\n');
   process.exit(2);
 }

@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseConfig } from '../src/config/load-config.js';
 
 /** `value`: set the property (uncommenting it if needed); `undefined`: comment it out. */
-const EDITS: ReadonlyArray<readonly [name: string, value: string | undefined]> = [
+const EDITS: readonly (readonly [name: string, value: string | undefined])[] = [
   // Loopback only, by address: plain HTTP for a reverse proxy on the same machine. An address, not
   // `localhost`, which may resolve to ::1 first while the proxy connects to 127.0.0.1.
   ['api.hostname', '127.0.0.1'],

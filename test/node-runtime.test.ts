@@ -33,7 +33,7 @@ const majorOf = (version: string) => Number(/^v?(\d+)\./.exec(version)?.[1]);
 
 /** A Node.js of another major version on this machine (the system's Node.js 20 here), if any. */
 async function otherNode(): Promise<{ path: string; version: string } | undefined> {
-  const candidates = new Set(['/usr/bin/node', '/usr/local/bin/node', ...(process.env['PATH'] ?? '').split(delimiter).map((d) => join(d, 'node'))]);
+  const candidates = new Set(['/usr/bin/node', '/usr/local/bin/node', ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'node'))]);
   for (const path of candidates) {
     if (!existsSync(path)) continue;
     const { code, stdout } = await run(path, ['--version']);
@@ -73,7 +73,10 @@ describe('Node.js 24', () => {
 
   it('the entry point started by another Node.js refuses with one line naming the version needed, before loading the native addons', async (t) => {
     const old = await otherNode();
-    if (old === undefined) return t.skip(`no Node.js other than ${MAJOR} on this machine`);
+    if (old === undefined) {
+      t.skip(`no Node.js other than ${MAJOR} on this machine`);
+      return;
+    }
     const result = await run(old.path, [MAIN, '--version']);
     assert.equal(result.code, 1);
     assert.equal(result.stdout, '');
@@ -82,7 +85,7 @@ describe('Node.js 24', () => {
 
   it('scripts/node24.sh runs the command on the cached official Node.js 24 when the machine has an older one, with nodedir at its headers and nothing added to standard output', async () => {
     const oldDir = fakeOldNode();
-    const result = await run('bash', [BOOTSTRAP, ...PROBE], { ...process.env, PATH: `${oldDir}${delimiter}${process.env['PATH']}` });
+    const result = await run('bash', [BOOTSTRAP, ...PROBE], { ...process.env, PATH: `${oldDir}${delimiter}${process.env.PATH}` });
     assert.equal(result.code, 0, result.stderr);
     const seen = JSON.parse(result.stdout) as { version: string; execPath: string; nodedir: string; path0: string };
     assert.equal(majorOf(seen.version), MAJOR);
@@ -98,7 +101,7 @@ describe('Node.js 24', () => {
     const own = tempDir();
     symlinkSync(process.execPath, join(own, 'node'));
     const cache = tempDir();
-    const result = await run('bash', [BOOTSTRAP, ...PROBE], { ...process.env, PATH: `${own}${delimiter}${process.env['PATH']}`, EKM_NODE_CACHE_DIR: cache });
+    const result = await run('bash', [BOOTSTRAP, ...PROBE], { ...process.env, PATH: `${own}${delimiter}${process.env.PATH}`, EKM_NODE_CACHE_DIR: cache });
     assert.equal(result.code, 0, result.stderr);
     const seen = JSON.parse(result.stdout) as { execPath: string; path0: string };
     assert.equal(seen.path0, own);
@@ -107,7 +110,7 @@ describe('Node.js 24', () => {
   });
 
   it('scripts/node24.sh refuses a cache inside the work tree', async () => {
-    const result = await run('bash', [BOOTSTRAP, 'true'], { ...process.env, PATH: `${fakeOldNode()}${delimiter}${process.env['PATH']}`, EKM_NODE_CACHE_DIR: join(REPO, '.cache/node') });
+    const result = await run('bash', [BOOTSTRAP, 'true'], { ...process.env, PATH: `${fakeOldNode()}${delimiter}${process.env.PATH}`, EKM_NODE_CACHE_DIR: join(REPO, '.cache/node') });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^node24\.sh: the Node\.js cache .*\/\.cache\/node is inside the work tree/);
     assert.ok(!existsSync(join(REPO, '.cache/node')));

@@ -11,7 +11,11 @@ export const MAIN = resolve(import.meta.dirname, '../src/main.js');
 
 /** Properties as the text of a .properties file (what the daemon and parseConfig read). */
 export function propertiesText(properties: Readonly<Record<string, string>>): string {
-  return Object.entries(properties).map(([name, value]) => `${name}=${value}`).join('\n') + '\n';
+  return (
+    Object.entries(properties)
+      .map(([name, value]) => `${name}=${value}`)
+      .join('\n') + '\n'
+  );
 }
 
 /** Writes a .properties file from a record, returning its path. */

@@ -45,7 +45,13 @@ export class OpenIdProvider {
     readonly audience: string,
   ) {}
 
-  static async start(options: { tls: { key: string; cert: string }; audience: string; host?: string; port?: number; signingKey?: JWK }): Promise<OpenIdProvider> {
+  static async start(options: {
+    tls: { key: string; cert: string };
+    audience: string;
+    host?: string;
+    port?: number;
+    signingKey?: JWK;
+  }): Promise<OpenIdProvider> {
     let provider: OpenIdProvider | undefined;
     const server = https.createServer({ key: options.tls.key, cert: options.tls.cert }, (req, res) => provider!.handle(req, res));
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
@@ -91,9 +97,12 @@ export class OpenIdProvider {
       res.writeHead(status, { 'content-type': 'application/json', ...headers });
       res.end(JSON.stringify(body));
     };
-    if (!this.available) return send(503, { error: 'temporarily_unavailable' });
+    if (!this.available) {
+      send(503, { error: 'temporarily_unavailable' });
+      return;
+    }
     if (req.url === '/.well-known/openid-configuration') {
-      return send(200, {
+      send(200, {
         issuer: this.issuer,
         jwks_uri: this.jwksUri,
         authorization_endpoint: `${this.issuer}/authorize`,
@@ -102,10 +111,12 @@ export class OpenIdProvider {
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: ['RS256'],
       });
+      return;
     }
     if (req.url === '/jwks') {
       this.jwksRequests++;
-      return send(200, { keys: this.keys.map((k) => k.publicJwk) }, { 'cache-control': this.cacheControl });
+      send(200, { keys: this.keys.map((k) => k.publicJwk) }, { 'cache-control': this.cacheControl });
+      return;
     }
     send(404, { error: 'not_found' });
   }
@@ -118,8 +129,13 @@ export async function mintWithJwk(jwk: JWK, claims: Record<string, unknown>, opt
 
 async function signToken(key: SigningKey, claims: Record<string, unknown>, options: MintOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const payload: Record<string, unknown> = { sub: String(claims['email'] ?? 'subject'), ...claims, iat: now + (options.issuedAt ?? 0), exp: now + (options.expiresIn ?? 3600) };
-  if (options.notBefore !== undefined) payload['nbf'] = now + options.notBefore;
+  const payload: Record<string, unknown> = {
+    sub: typeof claims.email === 'string' ? claims.email : 'subject',
+    ...claims,
+    iat: now + (options.issuedAt ?? 0),
+    exp: now + (options.expiresIn ?? 3600),
+  };
+  if (options.notBefore !== undefined) payload.nbf = now + options.notBefore;
   return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
 }
 

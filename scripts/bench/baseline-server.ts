@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url';
 import Router from '@koa/router';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import Koa from 'koa';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 export const BASELINE_KINDS = ['http', 'koa', 'http-verify'] as const;
 export type BaselineKind = (typeof BASELINE_KINDS)[number];
@@ -80,7 +81,7 @@ function serve(options: Options): http.Server {
         ctx.body = body;
       });
       app.use(router.routes());
-      return http.createServer(app.callback());
+      return http.createServer(koaListener(app));
     }
     case 'http-verify': {
       const keys = createLocalJWKSet(options.jwks!);
@@ -98,9 +99,15 @@ function serve(options: Options): http.Server {
           res.writeHead(401, { 'content-type': 'application/json' });
           res.end('{"code":401,"message":"Invalid token","details":""}');
         };
-        if (token === undefined) return refuse();
+        if (token === undefined) {
+          refuse();
+          return;
+        }
         jwtVerify(token, keys, verifyOptions).then(({ payload }) => {
-          if (payload['email_verified'] !== true) return refuse();
+          if (payload.email_verified !== true) {
+            refuse();
+            return;
+          }
           res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length });
           res.end(body);
         }, refuse);

@@ -471,7 +471,8 @@ function machine(loadBefore: number[], loadAfter: number[]) {
     wrkVersion = execFileSync('wrk', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!;
   } catch (e) {
     // wrk --version exits 1 after printing its version
-    wrkVersion = String((e as { stdout?: string }).stdout ?? '').split('\n')[0] || wrkVersion;
+    const firstLine = ((e as { stdout?: string }).stdout ?? '').split('\n')[0];
+    if (firstLine) wrkVersion = firstLine;
   }
   return {
     cpus: cpus().length,
@@ -502,7 +503,7 @@ function fmtRps(rps: number): string {
 main().then(
   () => process.exit(0),
   (e: unknown) => {
-    process.stderr.write(`bench: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.stderr.write(`bench: ${(e as Partial<Error> | null | undefined)?.stack ?? String(e)}\n`);
     process.exit(1);
   },
 );

@@ -36,7 +36,7 @@ export async function startIdp(dir: string): Promise<Idp> {
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = signingKey;
   const jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...publicJwk, use: 'sig' }] }));
-  const minter = new TokenMinter(createPrivateKey({ key: signingKey as import('node:crypto').JsonWebKey, format: 'jwk' }), signingKey.kid!, provider.issuer);
+  const minter = new TokenMinter(createPrivateKey({ key: signingKey, format: 'jwk' }), signingKey.kid!, provider.issuer);
   return { provider, caFile, jwksFile, minter };
 }
 

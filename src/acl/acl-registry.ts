@@ -3,6 +3,6 @@ import type { Acl } from './acl.js';
 import { SimpleAcl } from './simple-acl.js';
 
 /** The config name of each ACL (`acl.type`) and its factory. */
-export const ACLS: { readonly [T in Config['acl']['type']]: (config: Config) => Acl } = {
+export const ACLS: Readonly<Record<Config['acl']['type'], (config: Config) => Acl>> = {
   SimpleAcl: (config) => new SimpleAcl(config.org.domains),
 } as const;

@@ -12,8 +12,6 @@ export interface AuthenticatorDependencies {
 }
 
 /** The config name of each authenticator (`auth.type`) and its factory. */
-export const AUTHENTICATORS: {
-  readonly [T in AuthConfig['type']]: (config: AuthConfig, deps: AuthenticatorDependencies) => Authenticator;
-} = {
+export const AUTHENTICATORS: Readonly<Record<AuthConfig['type'], (config: AuthConfig, deps: AuthenticatorDependencies) => Authenticator>> = {
   OpenIDConnectAuthenticator: (config, deps) => new OpenIdConnectAuthenticator(config.openid, deps.fetch, deps.logger),
 } as const;

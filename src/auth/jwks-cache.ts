@@ -48,7 +48,7 @@ export class JwksCache {
   private async refresh(required: boolean): Promise<void> {
     this.inFlight ??= this.fetchKeys()
       .then(
-        () => void jwksFetches.inc({ outcome: 'ok' }),
+        () => jwksFetches.inc({ outcome: 'ok' }),
         (e: unknown) => {
           jwksFetches.inc({ outcome: 'error' });
           throw e;
@@ -72,7 +72,7 @@ export class JwksCache {
       response = await this.fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`Cannot fetch the JWKS from ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+      throw new Error(`Cannot fetch the JWKS from ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`, { cause: e });
     }
     if (!response.ok) throw new Error(`Cannot fetch the JWKS from ${url}: HTTP ${response.status}`);
     let jwks: JSONWebKeySet;

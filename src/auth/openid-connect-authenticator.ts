@@ -57,7 +57,7 @@ export class OpenIdConnectAuthenticator implements Authenticator {
       throw new AuthenticationError('ERR_TOKEN_ISSUED_IN_FUTURE', 'ID token was issued in the future; check the clocks');
     }
     const identity = identityOf(payload);
-    this.verified.set(token, identity, (payload.exp as number) * 1000);
+    this.verified.set(token, identity, (payload.exp!) * 1000);
     return identity;
   }
 
@@ -94,7 +94,7 @@ function bearerToken(authorization: string | undefined): string {
 }
 
 function identityOf(payload: JWTPayload): Identity {
-  const claim = payload['email'];
+  const claim = payload.email;
   if (typeof claim !== 'string' || claim === '') {
     throw new AuthenticationError('ERR_TOKEN_NO_EMAIL', 'ID token has no email claim', 'Request the email scope when signing in');
   }
@@ -103,11 +103,11 @@ function identityOf(payload: JWTPayload): Identity {
   if (email === undefined) {
     throw new AuthenticationError('ERR_TOKEN_EMAIL', `The email in the ID token cannot be used here: it ${refusal}`, 'Emails are compared in ASCII only; ask your administrator');
   }
-  const verified = payload['email_verified'];
+  const verified = payload.email_verified;
   if (verified !== true && verified !== 'true') {
     throw new AuthenticationError('ERR_EMAIL_NOT_VERIFIED', 'The email in the ID token is not verified');
   }
-  const hd = payload['hd'];
+  const hd = payload.hd;
   const hostedDomain = typeof hd === 'string' ? normalizeDomain(hd) : undefined;
   if (typeof hd === 'string' && hostedDomain === undefined) {
     throw new AuthenticationError('ERR_TOKEN_HOSTED_DOMAIN', "The hosted domain (hd) in the ID token is not a domain name");

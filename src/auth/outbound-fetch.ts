@@ -16,7 +16,7 @@ export function createOutboundFetch(env: NodeJS.ProcessEnv): OutboundFetch {
   if (!httpProxy && !httpsProxy) return (input, init) => globalThis.fetch(input, init);
   const noProxy = pick('NO_PROXY');
   let proxied: Promise<{ fetch: typeof import('undici').fetch; dispatcher: import('undici').Dispatcher }> | undefined;
-  return (async (input: Parameters<OutboundFetch>[0], init?: Parameters<OutboundFetch>[1]) => {
+  return async (input: Parameters<OutboundFetch>[0], init?: Parameters<OutboundFetch>[1]) => {
     proxied ??= import('undici').then((undici) => ({
       fetch: undici.fetch,
       dispatcher: new undici.EnvHttpProxyAgent({
@@ -27,5 +27,5 @@ export function createOutboundFetch(env: NodeJS.ProcessEnv): OutboundFetch {
     }));
     const { fetch, dispatcher } = await proxied;
     return fetch(input as Parameters<typeof fetch>[0], { ...(init as Parameters<typeof fetch>[1]), dispatcher });
-  }) as unknown as OutboundFetch;
+  };
 }

@@ -57,7 +57,7 @@ export function runCommandLine(argv: readonly string[]): void {
         process.stderr.write(`flowcrypt-ekm: ${e.message}\n`);
         process.exit(1);
       }
-      process.stderr.write(`flowcrypt-ekm: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.stderr.write(`flowcrypt-ekm: unexpected error: ${(e as Partial<Error> | null | undefined)?.stack ?? String(e)}\n`);
       process.exit(1);
     },
   );

@@ -102,7 +102,7 @@ export function serializeExport(doc: ExportDocument, passphrase: string | undefi
  */
 export function parseExport(bytes: Buffer, passphrase: string | undefined): { doc: ExportDocument; encrypted: boolean } {
   const outer = parseJson(bytes, 'The file is not JSON; is it an export written by --export?');
-  if (outer['format'] === ENCRYPTED_FORMAT) {
+  if (outer.format === ENCRYPTED_FORMAT) {
     if (passphrase === undefined) throw new ExportFileError('The file is encrypted: give its passphrase with --import-passphrase-file=<file>');
     return { doc: checkDocument(parseJson(decrypt(outer, passphrase), 'The decrypted file is not JSON')), encrypted: true };
   }
@@ -110,9 +110,9 @@ export function parseExport(bytes: Buffer, passphrase: string | undefined): { do
 }
 
 function decrypt(envelope: Record<string, unknown>, passphrase: string): Buffer {
-  if (envelope['version'] !== FORMAT_VERSION) throw new ExportFileError(`Unsupported encrypted export version ${String(envelope['version'])}`);
-  const kdf = envelope['kdf'] as Partial<ScryptParams> | undefined;
-  const cipherParams = envelope['cipher'] as { algorithm?: unknown; iv?: unknown } | undefined;
+  if (envelope.version !== FORMAT_VERSION) throw new ExportFileError(`Unsupported encrypted export version ${String(envelope.version)}`);
+  const kdf = envelope.kdf as Partial<ScryptParams> | undefined;
+  const cipherParams = envelope.cipher as { algorithm?: unknown; iv?: unknown } | undefined;
   const isInt = (n: unknown, max: number): n is number => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= max;
   if (
     kdf?.algorithm !== 'scrypt' || !isInt(kdf.N, MAX_SCRYPT_N) || (kdf.N & (kdf.N - 1)) !== 0 || kdf.N < 2 ** 14 ||
@@ -123,8 +123,8 @@ function decrypt(envelope: Record<string, unknown>, passphrase: string): Buffer 
   if (cipherParams?.algorithm !== 'aes-256-gcm' || typeof cipherParams.iv !== 'string' || Buffer.from(cipherParams.iv, 'base64').length !== 12) {
     throw new ExportFileError('The encrypted export has missing or unacceptable cipher parameters');
   }
-  if (typeof envelope['ciphertext'] !== 'string') throw new ExportFileError('The encrypted export has no ciphertext');
-  const sealed = Buffer.from(envelope['ciphertext'], 'base64');
+  if (typeof envelope.ciphertext !== 'string') throw new ExportFileError('The encrypted export has no ciphertext');
+  const sealed = Buffer.from(envelope.ciphertext, 'base64');
   if (sealed.length < 16) throw new ExportFileError('The encrypted export is truncated');
   const params: ScryptParams = { algorithm: 'scrypt', N: kdf.N, r: kdf.r, p: kdf.p, salt: kdf.salt };
   const cipher = { algorithm: 'aes-256-gcm' as const, iv: cipherParams.iv };
@@ -169,23 +169,28 @@ function parseJson(bytes: Buffer, message: string): Record<string, unknown> {
 }
 
 function checkDocument(doc: Record<string, unknown>): ExportDocument {
-  if (doc['format'] !== PLAIN_FORMAT) throw new ExportFileError(`Not an EKM key export (format is not "${PLAIN_FORMAT}")`);
-  if (doc['version'] !== FORMAT_VERSION) throw new ExportFileError(`Unsupported export version ${String(doc['version'])}; this version reads ${FORMAT_VERSION}`);
-  const keys = doc['keys'];
+  if (doc.format !== PLAIN_FORMAT) throw new ExportFileError(`Not an EKM key export (format is not "${PLAIN_FORMAT}")`);
+  if (doc.version !== FORMAT_VERSION) throw new ExportFileError(`Unsupported export version ${String(doc.version)}; this version reads ${FORMAT_VERSION}`);
+  const keys = doc.keys;
   if (!Array.isArray(keys)) throw new ExportFileError('The export has no "keys" list');
   keys.forEach((k: unknown, i) => {
     const entry = k as Record<string, unknown> | null;
     const ok =
-      typeof entry === 'object' && entry !== null && typeof entry['email'] === 'string' && typeof entry['privateKey'] === 'string' &&
+      typeof entry === 'object' && entry !== null && typeof entry.email === 'string' && typeof entry.privateKey === 'string' &&
       ['fingerprint', 'publicKey'].every((f) => entry[f] === undefined || typeof entry[f] === 'string');
     if (!ok) throw new ExportFileError(`Key #${i + 1} of the export is not an object with string "email" and "privateKey"`);
   });
   return {
     format: PLAIN_FORMAT,
     version: FORMAT_VERSION,
-    exportedAt: String(doc['exportedAt'] ?? ''),
-    orgId: String(doc['orgId'] ?? ''),
-    store: String(doc['store'] ?? ''),
+    exportedAt: textOf(doc.exportedAt),
+    orgId: textOf(doc.orgId),
+    store: textOf(doc.store),
     keys: keys as ExportedKey[],
   };
+}
+
+/** A descriptive field of the export: a string as written, anything else (absent, malformed) empty. */
+function textOf(value: unknown): string {
+  return typeof value === 'string' ? value : '';
 }

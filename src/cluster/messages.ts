@@ -6,4 +6,4 @@ export type WorkerMessage =
   | { readonly type: 'fatal'; readonly reason: string };
 
 /** Messages the primary sends a worker. */
-export type PrimaryMessage = { readonly type: 'shutdown' };
+export interface PrimaryMessage { readonly type: 'shutdown' }

@@ -47,7 +47,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
               store: config.store.type,
             });
           }
-        } else if (m.type === 'fatal') {
+        } else {
           lastStartFailure = m.reason;
         }
       });
@@ -98,7 +98,10 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
       stopping = true;
       logger.info(`${signal} received: stopping to accept, finishing in-flight requests`);
       const workers = Object.values(cluster.workers ?? {});
-      if (workers.length === 0) return finish(0);
+      if (workers.length === 0) {
+        finish(0);
+        return;
+      }
       for (const w of workers) if (w?.isConnected()) w.send({ type: 'shutdown' });
       setTimeout(() => {
         for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
@@ -109,7 +112,7 @@ export function runPrimary(config: Config, logger: Logger): Promise<number> {
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
 
-    const tuned = [...process.execArgv, process.env['NODE_OPTIONS'] ?? ''].some((arg) => arg.includes('semi-space-size'));
+    const tuned = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) => arg.includes('semi-space-size'));
     if (!tuned) cluster.setupPrimary({ execArgv: [...process.execArgv, `--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`] });
     for (let i = 0; i < config.api.workers; i++) fork();
   });

@@ -17,6 +17,7 @@ import type { Store } from '../stores/store.js';
 import { openStore } from '../stores/store-registry.js';
 import { loadKeystore } from '../tls/pkcs12.js';
 import type { PrimaryMessage, WorkerMessage } from './messages.js';
+import { koaListener } from '../http/koa-listener.js';
 
 /** How long in-flight requests may take to finish after a shutdown request. */
 const DRAIN_TIMEOUT_MS = 20_000;
@@ -34,7 +35,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   let stop: () => void = () => {
     stopRequested = true;
   };
-  let stopRequested = false;
+  // Widened: the signal handler above sets it, which the compiler's narrowing of a `let` cannot see.
+  let stopRequested = false as boolean;
   process.on('SIGTERM', () => stop());
   process.on('SIGINT', () => stop());
   process.on('message', (m: PrimaryMessage | null) => {
@@ -51,7 +53,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
       authenticator: measuredAuthenticator(AUTHENTICATORS[config.auth.type](config.auth, { logger, fetch: createOutboundFetch(process.env) })),
       acl: ACLS[config.acl.type](config),
     });
-    const server = createHttpServer(app.callback(), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
+    const server = createHttpServer(koaListener(app), config.api.https ? { ...loadKeystore(config.api.https), minVersion: 'TLSv1.2' } : undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.api.port, config.api.hostname, () => {

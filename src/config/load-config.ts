@@ -69,7 +69,7 @@ export function parseConfig(text: string, file: string): Config {
   for (const def of SCHEMA) {
     const value = raw.get(def.name) ?? def.default;
     const applies = def.appliesWhen === undefined || def.appliesWhen(raw);
-    const required = def.requiredWhen === true || (def.requiredWhen !== undefined && def.requiredWhen(raw));
+    const required = def.requiredWhen === true || def.requiredWhen?.(raw) === true;
     if (value === undefined || (value === '' && required)) {
       if (required) throw new ConfigError(`Property '${def.name}' not found in ${file}`);
       continue;
@@ -182,10 +182,12 @@ function convert(def: PropertyDef, value: string, file: string): unknown {
 
 function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]): Config {
   const str = (name: string) => v.get(name) as string;
-  const opt = <T>(name: string) => v.get(name) as T | undefined;
+  const optString = (name: string) => v.get(name) as string | undefined;
+  const optList = (name: string) => v.get(name) as string[] | undefined;
+  const optNumber = (name: string) => v.get(name) as number | undefined;
   const keystore = (fileProp: string, passwordProp: string): KeystoreRef | undefined => {
-    const f = opt<string>(fileProp);
-    return f === undefined ? undefined : { property: fileProp, file: f, password: opt<string>(passwordProp) ?? '' };
+    const f = optString(fileProp);
+    return f === undefined ? undefined : { property: fileProp, file: f, password: optString(passwordProp) ?? '' };
   };
   const storeType = str('store.type') as StoreConfig['type'];
   const store: StoreConfig =
@@ -197,14 +199,14 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
             type: storeType,
             hostname: str('store.kmip.hostname'),
             port: v.get('store.kmip.port') as number,
-            key: keystore('store.kmip.key.file', 'store.kmip.key.password') as KeystoreRef,
+            key: keystore('store.kmip.key.file', 'store.kmip.key.password')!,
             truststore: keystore('truststore.file', 'truststore.password'),
           };
   const level = str('logger.default.level');
   const loggerTypes = v.get('logger.types') as Config['logger']['types'];
   const httpsEnabled = v.get('api.https.enabled') as boolean;
   // The one email rule's domains (keys/email-address.ts): ASCII-lowercased, IDNs in their xn-- form.
-  const domains = opt<string[]>('org.domains')?.map((d) => {
+  const domains = optList('org.domains')?.map((d) => {
     const domain = normalizeDomain(d);
     if (domain === undefined) throw new ConfigError(`[${d}] is not a valid option for property [org.domains]; expected domain names (ASCII letters, digits, hyphens; IDNs in their xn-- form)`);
     return domain;
@@ -218,12 +220,12 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
     api: {
       hostname: str('api.hostname'),
       port: v.get('api.port') as number,
-      workers: opt<number>('api.workers') ?? availableParallelism(),
+      workers: optNumber('api.workers') ?? availableParallelism(),
       https: httpsEnabled ? keystore('api.https.key.file', 'api.https.key.password') : undefined,
-      corsOrigins: opt<string[]>('api.cors.origins'),
+      corsOrigins: optList('api.cors.origins'),
       keyProvisioning: str('api.keys.provisioning') as Config['api']['keyProvisioning'],
       keyLimits: { maxKeys: v.get('api.keys.max.per.user') as number, maxBytes: v.get('api.keys.max.bytes.per.user') as number },
-      trustedProxies: opt<string[]>('api.proxy.trusted') ?? [],
+      trustedProxies: optList('api.proxy.trusted') ?? [],
       metrics: v.has('api.metrics.port') ? { hostname: str('api.metrics.hostname'), port: v.get('api.metrics.port') as number } : undefined,
     },
     truststore: keystore('truststore.file', 'truststore.password'),
@@ -246,7 +248,7 @@ function build(v: ReadonlyMap<string, unknown>, file: string, warnings: string[]
       type: str('auth.type') as Config['auth']['type'],
       openid: {
         issuer: str('auth.openid.issuer'),
-        jwks: opt<string>('auth.openid.jwks'),
+        jwks: optString('auth.openid.jwks'),
         audience: v.get('auth.openid.audience') as string[],
       },
     },

@@ -30,7 +30,7 @@ export const errorMiddleware: Middleware<EkmState> = async (ctx, next) => {
         status = 500;
         message = 'Internal server error';
         details = `Request id: ${ctx.state.requestId}`;
-        ctx.state.logger.error('Unhandled error', { stack: (e as Error)?.stack ?? String(e) });
+        ctx.state.logger.error('Unhandled error', { stack: (e as Partial<Error> | null | undefined)?.stack ?? String(e) });
       }
     }
     ctx.status = status;

@@ -63,7 +63,7 @@ export class StoredKeyAnswerCache {
     this.answers.set(key, answer);
     this.bytes += answer.length;
     while (this.answers.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
-      const [oldest, evicted] = this.answers.entries().next().value as [string, Buffer];
+      const [oldest, evicted] = this.answers.entries().next().value!;
       this.answers.delete(oldest);
       this.bytes -= evicted.length;
     }

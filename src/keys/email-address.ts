@@ -51,7 +51,7 @@ export function checkEmailAddress(raw: string): EmailCheck {
   const email = lowercaseAscii(raw);
   const at = email.indexOf('@');
   if (at === -1) return { refusal: 'has no @' };
-  if (email.indexOf('@', at + 1) !== -1) return { refusal: 'has more than one @' };
+  if (email.includes('@', at + 1)) return { refusal: 'has more than one @' };
   const local = email.slice(0, at);
   const domain = email.slice(at + 1);
   if (local.length === 0) return { refusal: 'has an empty local part' };

@@ -109,12 +109,12 @@ function withoutDuplicateSignatures(pgp: typeof openpgp, packets: openpgp.Packet
 
 function requireAlgorithm(pgp: typeof openpgp, packet: openpgp.AnyKeyPacket): void {
   const info = packet.getAlgorithmInfo();
-  const algorithm = String(info.algorithm);
+  const algorithm = info.algorithm;
   if (!ACCEPTED_ALGORITHMS.has(algorithm)) {
     throw new KeyRejectedError(`Key algorithm ${algorithm} is not accepted`, 'Use RSA of 2048 to 8192 bits or a modern elliptic curve');
   }
-  if (info.curve !== undefined && !ACCEPTED_CURVES.has(String(info.curve))) {
-    throw new KeyRejectedError(`Elliptic curve ${String(info.curve)} is not accepted`);
+  if (info.curve !== undefined && !ACCEPTED_CURVES.has(info.curve)) {
+    throw new KeyRejectedError(`Elliptic curve ${info.curve} is not accepted`);
   }
   if (!isRsa(pgp, packet.algorithm)) return;
   const { n, e } = packet.publicParams as { n: Uint8Array; e: Uint8Array };

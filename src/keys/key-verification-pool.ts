@@ -129,7 +129,7 @@ export class KeyVerificationPool {
         return;
       }
       const job = thread.job;
-      if (job === undefined || reply.id !== job.request.id) return;
+      if (job?.request.id !== reply.id) return;
       this.finish(thread);
       if ('key' in reply) job.resolve(reply.key);
       else if ('rejected' in reply) job.reject(new KeyRejectedError(reply.rejected.message, reply.rejected.details));
@@ -149,7 +149,7 @@ export class KeyVerificationPool {
       }
       this.dispatch();
     };
-    worker.on('error', (e) => lost(`failed: ${e.name}`));
+    worker.on('error', (e: unknown) => lost(`failed: ${e instanceof Error ? e.name : typeof e}`));
     worker.on('exit', (code) => lost(`exited with code ${code}`));
   }
 

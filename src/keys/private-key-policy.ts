@@ -69,7 +69,9 @@ export async function validatePrivateKey(
   const pgp = await loadOpenpgp();
   let binary: Uint8Array;
   try {
-    const { type, data } = await pgp.unarmor(armored);
+    // openpgp's declarations type `data` with a stream type from a package they do not ship; the check
+    // below finds out what it is.
+    const { type, data } = (await pgp.unarmor(armored)) as { type: openpgp.enums.armor; data: unknown };
     if (type !== pgp.enums.armor.privateKey || !(data instanceof Uint8Array)) throw new TypeError('not a private key block');
     binary = data;
   } catch {
@@ -132,7 +134,7 @@ export async function verifyPrivateKey(binary: Uint8Array, email: string, now: D
     try {
       await key.verifyPrimaryKey(at);
     } catch (e) {
-      throw new KeyRejectedError('The key has no valid self-signature', (e as Error).message ?? '');
+      throw new KeyRejectedError('The key has no valid self-signature', (e as Partial<Error> | null | undefined)?.message ?? '');
     }
   }
   await requireUserId(key, email, at);
@@ -146,7 +148,7 @@ async function conditionOf(key: openpgp.PrivateKey, now: Date): Promise<{ condit
   try {
     expiration = await key.getExpirationTime();
   } catch (e) {
-    throw new KeyRejectedError('The key has no valid self-signature', (e as Error).message ?? '');
+    throw new KeyRejectedError('The key has no valid self-signature', (e as Partial<Error> | null | undefined)?.message ?? '');
   }
   if (expiration instanceof Date && expiration.getTime() <= now.getTime()) return { condition: 'expired', at: new Date(expiration.getTime() - 1000) };
   return { condition: 'valid', at: now };

@@ -13,11 +13,11 @@ export function zBase32(bytes: Uint8Array): string {
     buffer = ((buffer << 8) | byte) & 0xffff;
     bits += 8;
     while (bits >= 5) {
-      out += Z_BASE_32[(buffer >>> (bits - 5)) & 31];
+      out += Z_BASE_32.charAt((buffer >>> (bits - 5)) & 31);
       bits -= 5;
     }
   }
-  if (bits > 0) out += Z_BASE_32[(buffer << (5 - bits)) & 31];
+  if (bits > 0) out += Z_BASE_32.charAt((buffer << (5 - bits)) & 31);
   return out;
 }
 

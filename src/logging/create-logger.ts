@@ -45,8 +45,8 @@ export function createLogger(config: LoggerConfig, options: CreateLoggerOptions 
   const worker = cluster.isWorker ? `worker-${cluster.worker?.id ?? process.pid}` : 'primary';
   const format = winston.format.combine(
     winston.format((info) => {
-      info['time'] = new Date().toISOString();
-      info['worker'] = worker;
+      info.time = new Date().toISOString();
+      info.worker = worker;
       return info;
     })(),
     redactSecrets(),
@@ -125,8 +125,8 @@ class WinstonLogger implements Logger {
     const record: Record<string | symbol, unknown> = { time: undefined, level, message, worker: undefined };
     for (const name in this.fields) record[name] = this.fields[name];
     if (fields !== undefined) for (const name in fields) record[name] = fields[name];
-    record['level'] = level;
-    record['message'] = message;
+    record.level = level;
+    record.message = message;
     record[LEVEL] = level;
     const entry = state.format.transform(record as winston.Logform.TransformableInfo, state.format.options);
     if (typeof entry !== 'object') return;

@@ -34,7 +34,7 @@ interface OutputDef {
 }
 
 /** The config name of each log output (`logger.types`), its start-up check and its winston transport. */
-export const LOG_OUTPUTS: { readonly [T in OutputType]: OutputDef } = {
+export const LOG_OUTPUTS: Readonly<Record<OutputType, OutputDef>> = {
   StdoutLogger: {
     prepare: (config) => ({ warnings: [], create: (context) => createStdoutOutput(config, { batched: context.batchStdout }) }),
   },

@@ -102,8 +102,8 @@ export function createSplunkOutput(settings: SplunkSettings, target: SplunkTarge
   });
   // winston-splunk-httplogger sends every event to index "winston-index" unless told otherwise, which
   // Splunk refuses (code 7, "Incorrect index") unless such an index exists: use the token's default index.
-  delete transport.defaultMetadata['index'];
-  transport.defaultMetadata['host'] = os.hostname();
+  delete transport.defaultMetadata.index;
+  transport.defaultMetadata.host = os.hostname();
   // The transport sets 1 (flush on every send); batches are made below and flushed explicitly.
   transport.server.config.maxBatchCount = Number.MAX_SAFE_INTEGER;
   const agentOptions = { keepAlive: true, maxSockets: CONCURRENCY };
@@ -147,11 +147,11 @@ export function createSplunkOutput(settings: SplunkSettings, target: SplunkTarge
     deliver: (batch: readonly LogInfo[], done) => {
       // As winston-splunk-httplogger's log() builds it, with the record's own time.
       for (const info of batch) {
-        const time = typeof info['time'] === 'string' ? Date.parse(info['time']) : Date.now();
+        const time = typeof info.time === 'string' ? Date.parse(info.time) : Date.now();
         transport.server.send({
-          message: { msg: info['message'], meta: { ...info } },
+          message: { msg: info.message, meta: { ...info } },
           metadata: { ...transport.defaultMetadata, time },
-          severity: String(info['level']),
+          severity: String(info.level),
         });
       }
       transport.server.flush((error) => {

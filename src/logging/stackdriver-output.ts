@@ -63,7 +63,7 @@ export function readStackdriverCredentials(file: string): StackdriverCredentials
     throw new ConfigError(`${STACKDRIVER_PROPERTY}: ${file} is not JSON; expected a Google Cloud service account key file`);
   }
   const fields = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
-  if (fields['type'] !== 'service_account') {
+  if (fields.type !== 'service_account') {
     throw new ConfigError(`${STACKDRIVER_PROPERTY}: ${file} is not a service account key file (its "type" must be "service_account")`);
   }
   for (const name of ['project_id', 'client_email', 'private_key']) {
@@ -72,11 +72,11 @@ export function readStackdriverCredentials(file: string): StackdriverCredentials
     }
   }
   try {
-    createPrivateKey(fields['private_key'] as string);
+    createPrivateKey(fields.private_key as string);
   } catch {
     throw new ConfigError(`${STACKDRIVER_PROPERTY}: the "private_key" in ${file} is not a PEM private key`);
   }
-  return { file, projectId: fields['project_id'] as string, clientEmail: fields['client_email'] as string };
+  return { file, projectId: fields.project_id as string, clientEmail: fields.client_email as string };
 }
 
 /**
@@ -125,13 +125,14 @@ export function createStackdriverOutput(
       const entries = batch.map((info) => {
         // As @google-cloud/logging-winston's LoggingCommon.log builds an entry.
         const { message, level, ...fields } = Object.fromEntries(Object.entries(info)) as Record<string, unknown>;
-        const stack = typeof fields['stack'] === 'string' ? fields['stack'] : undefined;
+        const stack = typeof fields.stack === 'string' ? fields.stack : undefined;
         const data = {
-          message: stack === undefined ? String(message ?? '') : `${String(message ?? '')} ${stack}`,
+          // Our Logger passes only strings as messages; winston types them unknown.
+          message: stack === undefined ? textOf(message) : `${textOf(message)} ${stack}`,
           metadata: fields,
           ...(stack === undefined ? {} : { serviceContext: SERVICE_CONTEXT }),
         };
-        const time = typeof fields['time'] === 'string' ? new Date(fields['time']) : new Date();
+        const time = typeof fields.time === 'string' ? new Date(fields.time) : new Date();
         return cloudLog.entry({ resource, timestamp: time, severity: SEVERITIES[String(level)] ?? 'DEFAULT' }, data);
       });
       cloudLog.write(entries, (error) => done(error));
@@ -146,4 +147,8 @@ export function createStackdriverOutput(
  */
 function loadLoggingWinston(): typeof LoggingWinstonModule.LoggingWinston {
   return (createRequire(import.meta.url)('@google-cloud/logging-winston') as typeof LoggingWinstonModule).LoggingWinston;
+}
+
+function textOf(message: unknown): string {
+  return typeof message === 'string' ? message : '';
 }

@@ -21,7 +21,7 @@ export interface StdoutOutputOptions {
 export function createStdoutOutput(_config: LoggerConfig, options: StdoutOutputOptions = {}): winston.transport {
   const readable = winston.format.printf((info) => {
     const { level, message, time, worker, requestId, ...fields } = info as Record<string, unknown>;
-    const request = requestId === undefined ? '' : ` [${String(requestId)}]`;
+    const request = typeof requestId === 'string' ? ` [${requestId}]` : '';
     const rest = Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';
     return `${String(time)} ${String(level).toUpperCase().padEnd(5)} [${String(worker)}]${request} ${String(message)}${rest}`;
   });

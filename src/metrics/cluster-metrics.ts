@@ -60,7 +60,7 @@ export class ClusterMetrics {
 
   /** The scrape: Prometheus text format. */
   async scrape(): Promise<string> {
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w?.isConnected() === true);
     const answers = await Promise.all(workers.map((w) => this.ask(w)));
     const own = (await registry.getMetricsAsJSON()) as WorkerMetrics;
     const all = [own, ...answers.filter((a): a is WorkerMetrics => a !== undefined)].map((metrics) => metrics.filter(isWellNamed));

@@ -553,14 +553,15 @@ class EncryptedDbStore implements Store {
           return { row, tags: (await keyIdsOf(key.fingerprint, key.publicKey)).map((id) => this.hash('keyid', id)) };
         }),
       );
-      if (this.closed) return from;
+      // close() may have run during the awaits above; the loop's check narrowed the flag to false.
+      if (this.closed as boolean) return from;
       const { db, statements } = this.writable();
       this.write(() =>
         db
           .transaction(() => {
             for (const { row, tags } of indexed) {
               const iv = statements.ivOf.get(row.id) as Buffer | undefined;
-              if (iv !== undefined && iv.equals(row.iv)) addKeyIds(statements, row.id, tags);
+              if (iv?.equals(row.iv)) addKeyIds(statements, row.id, tags);
             }
           })
           .immediate(),

@@ -126,7 +126,7 @@ class KmipStore implements Store {
       if (existing.some((r) => r.record.key.fingerprint !== key.fingerprint)) throw tampered();
       const latest = latestPerFingerprint(existing)[0];
       const attributes = [RECORD_TAG(), tags.owner(key.email), tags.fingerprint(key.fingerprint), ...keyIds.map((id) => tags.keyId(id))];
-      const unchanged = latest !== undefined && latest.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey;
+      const unchanged = latest?.record.key.privateKey === key.privateKey && latest.record.key.publicKey === key.publicKey;
       // A record written by a version without key id Names is written again with them (--import does it).
       if (unchanged && (await this.namesOf(latest.id)).length >= attributes.filter((a) => a.name === 'Name').length) {
         await this.destroyQuietly(existing.filter((r) => r !== latest).map((r) => r.id));

@@ -24,20 +24,23 @@ export function loadKeystore(ref: KeystoreRef): TlsIdentity {
     createSecureContext({ pfx, passphrase: ref.password });
     return { pfx, passphrase: ref.password };
   } catch (e) {
-    const message = (e as Error).message ?? '';
+    const message = (e as Partial<Error> | null | undefined)?.message ?? '';
     if (/mac verify failure|invalid password/i.test(message)) throw wrongPassword(ref);
     // Anything else (typically "unsupported" for RC2/3DES): let node-forge decode it.
   }
   const p12 = decode(ref, pfx);
   const keyBag = bagsOf(p12, forge.pki.oids.pkcs8ShroudedKeyBag!)[0] ?? bagsOf(p12, forge.pki.oids.keyBag!)[0];
-  if (keyBag?.key === undefined || keyBag.key === null) {
+  // node-forge leaves `key` null for a bag it could not decode, although its type says otherwise.
+  const bagKey = keyBag?.key as forge.pki.rsa.PrivateKey | null | undefined;
+  if (bagKey === undefined || bagKey === null) {
     throw new ConfigError(`${ref.property}: ${ref.file} holds no private key this version reads (an RSA key, or any key in a keystore made without -legacy)`);
   }
-  const key = keyBag.key as forge.pki.rsa.PrivateKey;
+  const key = bagKey;
   const certs = certificates(p12);
   const leafIndex = certs.findIndex((c) => {
-    const pub = c.publicKey as forge.pki.rsa.PublicKey;
-    return pub.n !== undefined && pub.n.equals(key.n) && pub.e.equals(key.e);
+    // Not every certificate's key is RSA: n and e may be absent.
+    const pub = c.publicKey as Partial<forge.pki.rsa.PublicKey>;
+    return pub.n !== undefined && pub.e !== undefined && pub.n.equals(key.n) && pub.e.equals(key.e);
   });
   if (leafIndex < 0) throw new ConfigError(`${ref.property}: ${ref.file} holds no certificate for its private key`);
   const identity = {
@@ -85,7 +88,7 @@ function decode(ref: KeystoreRef, der: Buffer): forge.pkcs12.Pkcs12Pfx {
   try {
     return forge.pkcs12.pkcs12FromAsn1(asn1, false, ref.password);
   } catch (e) {
-    const message = (e as Error).message ?? '';
+    const message = (e as Partial<Error> | null | undefined)?.message ?? '';
     if (/mac could not be verified|invalid password|decrypt/i.test(message)) throw wrongPassword(ref);
     throw new ConfigError(`${ref.property}: ${ref.file} is not a PKCS#12 keystore this version reads (${message})`);
   }

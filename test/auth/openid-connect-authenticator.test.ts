@@ -57,7 +57,7 @@ describe('OpenIdConnectAuthenticator against the test IdP', () => {
     const { kid } = JSON.parse(new TextDecoder().decode(base64url.decode(header))) as { kid: string };
     const claims = JSON.parse(new TextDecoder().decode(base64url.decode(payload))) as Record<string, unknown>;
     const jwk = ((await (await fetch(idp.jwksUri)).json()) as { keys: JWK[] }).keys.find((k) => k.kid === kid)!;
-    const publicKey = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+    const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
     const hs256 = (secret: Uint8Array) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid, typ: 'JWT' }).sign(secret);
     const enc = (o: unknown) => base64url.encode(JSON.stringify(o));
     const hostile: Record<string, string> = {
@@ -89,10 +89,10 @@ describe('OpenIdConnectAuthenticator against the test IdP', () => {
     const refusals: Promise<string>[] = [];
     let rotated: Promise<unknown> | undefined;
     for (const [i, token] of unknown.entries()) {
-      refusals.push(refusalCode(auth, token, `unknown kid ${i}`).catch((e: Error) => e.message));
+      refusals.push(refusalCode(auth, token, `unknown kid ${i}`).catch((e: unknown) => (e as Error).message));
       if (i === 1) {
         await idp.rotateKey();
-        rotated = auth.authenticate(`Bearer ${await idp.mint({ email: 'bob@example.com', email_verified: true })}`).catch((e: Error) => e.message);
+        rotated = auth.authenticate(`Bearer ${await idp.mint({ email: 'bob@example.com', email_verified: true })}`).catch((e: unknown) => (e as Error).message);
       }
       await sleep(300);
     }

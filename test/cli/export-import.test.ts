@@ -301,7 +301,10 @@ describe('--export and --import', () => {
     const config = parseConfig(readFileSync(target, 'utf8'), target);
     const capture = (isTTY: boolean) => {
       let text = '';
-      const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => ((text += String(chunk)), cb()) }), { isTTY });
+      const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => {
+          text += String(chunk);
+          cb();
+        } }), { isTTY });
       return { stream, text: () => text };
     };
     const exportTty = { out: capture(true), err: capture(true) };
@@ -315,13 +318,13 @@ describe('--export and --import', () => {
     assert.equal(await importKeys(config, importLog, file, undefined, { out: tty.out.stream, err: tty.err.stream }), 0);
 
     // The audit trail: one export entry per user, one import entry per key, and no key material.
-    const entries = (log: MemoryLogger, event: string) => log.entries.filter((e) => e.fields['audit'] === event).map((e) => e.fields);
+    const entries = (log: MemoryLogger, event: string) => log.entries.filter((e) => e.fields.audit === event).map((e) => e.fields);
     const exported = entries(exportLog, 'private-key.export');
-    assert.deepEqual(exported.map((f) => f['email']).sort(), ['alice@a.test', 'bob@b.test', 'carol@a.test']);
-    assert.equal((exported.find((f) => f['email'] === 'alice@a.test')?.['fingerprints'] as readonly string[] | undefined)?.length, 2);
+    assert.deepEqual(exported.map((f) => f.email).sort(), ['alice@a.test', 'bob@b.test', 'carol@a.test']);
+    assert.equal((exported.find((f) => f.email === 'alice@a.test')?.fingerprints as readonly string[] | undefined)?.length, 2);
     const imported = entries(importLog, 'private-key.import');
     assert.equal(imported.length, 4);
-    assert.ok(imported.every((f) => f['change'] === 'added' && f['status'] === 200 && f['outcome'] === 'success'));
+    assert.ok(imported.every((f) => f.change === 'added' && f.status === 200 && f.outcome === 'success'));
     const logged = JSON.stringify([...exportLog.entries, ...importLog.entries]);
     for (const secret of secrets) assert.equal(logged.includes(secret.slice(100, 160)), false);
     assert.match(tty.err.text(), /\r\x1b\[2KImporting 0\/4 \(0%\)/);
@@ -344,7 +347,10 @@ describe('--export and --import', () => {
     let out = '';
     let err = '';
     const io = {
-      out: new Writable({ write: (chunk, _e, cb) => ((out += String(chunk)), cb()) }),
+      out: new Writable({ write: (chunk, _e, cb) => {
+        out += String(chunk);
+        cb();
+      } }),
       err: Object.assign(
         new Writable({
           write: (chunk, _e, cb) => {

@@ -69,7 +69,9 @@ describe('the documentation agrees with the code', () => {
     const guideOptions = sorted([...section(read(GUIDE), /^## Commands$/, GUIDE).matchAll(/^\| `--([a-z][a-z-]*)/gm)].map((m) => m[1]!));
     assert.deepEqual(guideOptions, usageOptions, `${GUIDE} (the table under ## Commands)`);
     const man = read(MAN_PAGE);
-    const manOptions = sorted([...section(man, /^\.SH OPTIONS$/, MAN_PAGE).matchAll(/^\.BI? \\-\\-([a-z](?:[a-z]|\\-)*)/gm)].map((m) => m[1]!.replaceAll('\\-', '-')));
+    const manOptions = sorted(
+      [...section(man, /^\.SH OPTIONS$/, MAN_PAGE).matchAll(/^\.BI? \\-\\-([a-z](?:[a-z]|\\-)*)/gm)].map((m) => m[1]!.replaceAll('\\-', '-')),
+    );
     assert.deepEqual(manOptions, usageOptions, `${MAN_PAGE} (.SH OPTIONS)`);
     const synopsis = sorted([...section(man, /^\.SH SYNOPSIS$/, MAN_PAGE).matchAll(/\\fB\\-\\-((?:[a-z]|\\-)+)/g)].map((m) => m[1]!.replaceAll('\\-', '-')));
     assert.deepEqual(synopsis, usageOptions, `${MAN_PAGE} (.SH SYNOPSIS)`);
@@ -80,7 +82,10 @@ describe('the documentation agrees with the code', () => {
     assert.match(readme, /\]\(docs\/operator-guide\.md\)/);
     const outside = [...readme.matchAll(/\]\((\.\.\/[^)]*)\)/g)].map((m) => m[1]);
     assert.deepEqual(outside, [], 'README links to files outside the repository');
-    for (const [file, text] of [[GUIDE, read(GUIDE)], ['docs/security.md', read('docs/security.md')]] as const) {
+    for (const [file, text] of [
+      [GUIDE, read(GUIDE)],
+      ['docs/security.md', read('docs/security.md')],
+    ] as const) {
       for (const [, target] of text.matchAll(/\]\(([^)#:]+)(?:#[^)]*)?\)/g)) {
         assert.doesNotThrow(() => readFileSync(resolve(ROOT, 'docs', target!)), `${file} links to ${target}, which does not exist`);
       }

@@ -111,7 +111,7 @@ class ClientFlow {
 
   /** Stops the daemon, the IdP and the store. */
   async stop(): Promise<void> {
-    if (process.env['EKM_TEST_OUTPUT']) (await import('node:fs')).writeFileSync(process.env['EKM_TEST_OUTPUT'], this.ekm?.output ?? '');
+    if (process.env.EKM_TEST_OUTPUT) (await import('node:fs')).writeFileSync(process.env.EKM_TEST_OUTPUT, this.ekm?.output ?? '');
     await this.ekm?.stop('SIGKILL');
     await this.idp?.close();
     await this.storeUnderTest.stop();
@@ -121,7 +121,13 @@ class ClientFlow {
   async rootAndHealth(): Promise<void> {
     const root = await this.call('/');
     assert.equal(root.status, 200);
-    assert.deepEqual(root.json, { service: 'email-key-manager', orgId: 'e2e.org', authenticator: 'OpenIDConnectAuthenticator', acl: 'SimpleAcl', store: this.storeUnderTest.type });
+    assert.deepEqual(root.json, {
+      service: 'email-key-manager',
+      orgId: 'e2e.org',
+      authenticator: 'OpenIDConnectAuthenticator',
+      acl: 'SimpleAcl',
+      store: this.storeUnderTest.type,
+    });
     const health = await this.call('/health');
     assert.equal(health.status, 200);
     assert.equal(health.json.storeStatus, 'up');
@@ -175,7 +181,11 @@ class ClientFlow {
     assertErrorAnswer(await this.call(`/v1/keys/public/${encodeURIComponent('\uFF41lice@example.com')}`), 400, /Not an email address this key manager accepts/);
     // Browser releases of 2020-03 to 2021-07 look recipients up by fingerprint and long key id.
     const byEmail = (await this.call('/v1/keys/public/alice@example.com')).json;
-    for (const path of [`/keys/public/${this.alice.fingerprint.toLowerCase()}`, `/keys/public/${this.alice.fingerprint.slice(-16)}`, `/v1/keys/public/${this.alice.fingerprint}`]) {
+    for (const path of [
+      `/keys/public/${this.alice.fingerprint.toLowerCase()}`,
+      `/keys/public/${this.alice.fingerprint.slice(-16)}`,
+      `/v1/keys/public/${this.alice.fingerprint}`,
+    ]) {
       const answer = await this.call(path);
       assert.equal(answer.status, 200, path);
       assert.deepEqual(answer.json, byEmail, path);
@@ -212,7 +222,11 @@ class ClientFlow {
     const token = await this.mint({ email: 'frank@example.com', email_verified: true });
     const legacy = { decryptedPrivateKey: frank.armored, publicKey: frank.publicKey, fingerprint: frank.fingerprint };
     assert.equal((await this.putKey(token, legacy, '/keys/private')).status, 200);
-    assert.equal((await this.putKey(token, { decryptedPrivateKey: frank.armored, publicKey: frank.publicKey, longid: frank.fingerprint.slice(-16) }, '/keys/private')).status, 200);
+    assert.equal(
+      (await this.putKey(token, { decryptedPrivateKey: frank.armored, publicKey: frank.publicKey, longid: frank.fingerprint.slice(-16) }, '/keys/private'))
+        .status,
+      200,
+    );
     assertErrorAnswer(await this.putKey(token, { ...legacy, fingerprint: this.alice.fingerprint }, '/keys/private'), 400, /fingerprint sent does not match/);
     // Browser 8.3.2 sends the older body to /v1, with the same checks.
     assert.equal((await this.putKey(token, legacy)).status, 200);
@@ -232,7 +246,8 @@ class ClientFlow {
       const health = await this.call('/health');
       assertErrorAnswer(health, 503);
       assert.equal(health.json.storeStatus, 'down');
-      for (let i = 0; i < 4; i++) assertErrorAnswer(await this.call('/v1/keys/private', { headers: this.auth(this.aliceToken) }), 503, /Key store is unavailable/);
+      for (let i = 0; i < 4; i++)
+        assertErrorAnswer(await this.call('/v1/keys/private', { headers: this.auth(this.aliceToken) }), 503, /Key store is unavailable/);
       assert.equal((await this.call('/')).status, 200);
     } finally {
       await restore();
@@ -303,7 +318,9 @@ class ClientFlow {
       body: JSON.stringify({ privateKey: george.armored }),
       bodyDelayMs: 700,
       onRequestStarted: () => {
-        setTimeout(() => (stopped = this.ekm.stop('SIGTERM')), 200);
+        setTimeout(() => {
+          stopped = this.ekm.stop('SIGTERM');
+        }, 200);
       },
     });
     const answer = await put;

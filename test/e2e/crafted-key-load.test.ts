@@ -47,7 +47,10 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
         while (latencies.length < SAMPLES && performance.now() - started < PHASE_CAP_MS) {
           const reader = readers[next++ % readers.length]!;
           const t = performance.now();
-          const answer = await request(`${e2e.ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${reader.token}` }, timeoutMs: 300_000 }).catch((e: Error) => ({ status: 0, text: e.message, json: undefined }));
+          const answer = await request(`${e2e.ekm.baseUrl}/v1/keys/private`, {
+            headers: { authorization: `Bearer ${reader.token}` },
+            timeoutMs: 300_000,
+          }).catch((e: unknown) => ({ status: 0, text: (e as Error).message, json: undefined }));
           latencies.push(performance.now() - t);
           if (answer.status !== 200 || answer.json?.privateKeys?.length !== 1) latencies.failures.push(`${answer.status} ${answer.text.slice(0, 80)}`);
         }
@@ -72,8 +75,15 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
 
   it('refuses each crafted key with a 400 in milliseconds, end to end', async (t) => {
     const real = await makePrivateKey('mallory@example.com');
-    const manyUserIds = await openpgp.generateKey({ userIDs: Array.from({ length: 40 }, (_, i) => ({ email: i === 0 ? 'mallory@example.com' : `alias${i}@example.com` })), format: 'armored' });
-    const manySubkeys = await openpgp.generateKey({ userIDs: [{ email: 'mallory@example.com' }], subkeys: Array.from({ length: 20 }, () => ({})), format: 'armored' });
+    const manyUserIds = await openpgp.generateKey({
+      userIDs: Array.from({ length: 40 }, (_, i) => ({ email: i === 0 ? 'mallory@example.com' : `alias${i}@example.com` })),
+      format: 'armored',
+    });
+    const manySubkeys = await openpgp.generateKey({
+      userIDs: [{ email: 'mallory@example.com' }],
+      subkeys: Array.from({ length: 20 }, () => ({})),
+      format: 'armored',
+    });
     const crafted: [string, string, RegExp][] = [
       ['RSA 16384 with a 16384-bit exponent, SHA-224', rsaExponentBomb('mallory@example.com'), /at most 8192 bits/],
       ['850 copies of one self-signature', await withRepeatedSelfSignature(real.armored, 850), /too large/],
@@ -98,7 +108,9 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
       assert.equal(typeof answer.json.details, 'string');
       assert.ok(ms < PUT_ANSWER_MS, `${label} took ${ms.toFixed(0)} ms`);
     }
-    assert.deepEqual((await request(`${e2e.ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${attackerToken}` } })).json, { privateKeys: [] });
+    assert.deepEqual((await request(`${e2e.ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${attackerToken}` } })).json, {
+      privateKeys: [],
+    });
   });
 
   it(`answers ${ATTACKERS} crafted PUTs at once with 400 within 2 s while other users' fetches keep p99 under ${P99_FACTOR}x normal`, async (t) => {
@@ -114,7 +126,7 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
       // Each attacker keeps one crafted PUT in flight for the whole phase: four at once throughout.
       do {
         const started = performance.now();
-        const answer = await put(attackerToken, bomb).catch((e: Error) => ({ status: 0, text: e.message }));
+        const answer = await put(attackerToken, bomb).catch((e: unknown) => ({ status: 0, text: (e as Error).message }));
         puts.push({ status: answer.status, ms: performance.now() - started });
       } while (attacking);
     });
@@ -124,7 +136,9 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
     const putTimes = summary(puts.map((p) => p.ms));
     t.diagnostic(`other users' GETs, during ${ATTACKERS} crafted PUTs at once: ${fmt(during)}`);
     t.diagnostic(`crafted PUTs: ${fmt(putTimes)}; statuses ${[...new Set(puts.map((p) => p.status))].join(',')}`);
-    t.diagnostic(`failed GETs: ${normalPhase.failures.length} normal, ${duringPhase.failures.length} during the attack ${duringPhase.failures.slice(0, 3).join('; ')}`);
+    t.diagnostic(
+      `failed GETs: ${normalPhase.failures.length} normal, ${duringPhase.failures.length} during the attack ${duringPhase.failures.slice(0, 3).join('; ')}`,
+    );
 
     assert.deepEqual([...normalPhase.failures, ...duringPhase.failures], []);
     assert.ok(puts.length >= ATTACKERS);

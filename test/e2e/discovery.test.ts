@@ -67,7 +67,7 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset) through HTTPS
       body: JSON.stringify({ privateKey: key.armored }),
     });
     assert.equal(put.status, 405);
-    assert.equal(put.headers['allow'], 'HEAD, GET');
+    assert.equal(put.headers.allow, 'HEAD, GET');
     assert.deepEqual(put.json, {
       code: 405,
       message: 'No key has been generated for dora@example.com yet. Please ask your administrator.',

@@ -33,7 +33,7 @@ const EKM_SERIES = [
 function sample(scrape: string, series: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of scrape.split('\n')) {
     const m = /^([a-z_:]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null || m[1] !== series) continue;
+    if (m?.[1] !== series) continue;
     const found = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
     if (Object.entries(labels).every(([k, v]) => found[k] === v) && Object.keys(found).length === Object.keys(labels).length) return Number(m[3]);
   }
@@ -176,7 +176,7 @@ describe('end to end: Prometheus scrapes the daemon (2 workers, HTTPS API, plain
       for (const series of EKM_SERIES) assert.ok((names.json.data as string[]).includes(series), `${series} in ${names.text}`);
       assert.ok((names.json.data as string[]).includes('process_cpu_seconds_total'));
     } catch (e) {
-      throw new Error(`${(e as Error).message}\nPrometheus output:\n${prometheusOutput.slice(-3000)}`);
+      throw new Error(`${(e as Error).message}\nPrometheus output:\n${prometheusOutput.slice(-3000)}`, { cause: e });
     }
   });
   it('counts a replaced worker as a restart', async () => {

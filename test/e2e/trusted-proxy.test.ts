@@ -19,8 +19,8 @@ async function entriesOf(ekm: EkmDaemon, userAgent: string): Promise<Record<stri
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const audit = entries.find((e) => e['userAgent'] === userAgent);
-    const access = audit && entries.find((e) => e['message'] === 'request' && e['requestId'] === audit['requestId']);
+    const audit = entries.find((e) => e.userAgent === userAgent);
+    const access = audit && entries.find((e) => e.message === 'request' && e.requestId === audit.requestId);
     if (audit && access) return [audit, access];
     if (Date.now() > deadline) throw new Error(`No audit entry and access line for ${userAgent} in:\n${ekm.output.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -69,16 +69,16 @@ describe('end to end: the client address behind a trusted proxy, spoofing from a
   it('audits and logs the TCP peer when no proxy is trusted, whatever X-Forwarded-For says', async () => {
     const ekm = await start(undefined);
     const [audit, access] = await getPrivate(ekm, 'spoofer/1', { 'x-forwarded-for': '198.51.100.7', 'x-forwarded-proto': 'https' });
-    assert.equal(audit!['clientAddress'], '127.0.0.1');
-    assert.equal(access!['clientAddress'], '127.0.0.1');
-    assert.equal(access!['protocol'], 'http');
+    assert.equal(audit!.clientAddress, '127.0.0.1');
+    assert.equal(access!.clientAddress, '127.0.0.1');
+    assert.equal(access!.protocol, 'http');
   });
 
   it('audits and logs the client X-Forwarded-For names when the peer is a trusted proxy', async () => {
     const ekm = await start('::1,127.0.0.0/8');
     const [audit, access] = await getPrivate(ekm, 'proxied/1', { 'x-forwarded-for': '192.0.2.66, 2001:db8::7', 'x-forwarded-proto': 'https' });
-    assert.equal(audit!['clientAddress'], '2001:db8::7');
-    assert.equal(access!['clientAddress'], '2001:db8::7');
-    assert.equal(access!['protocol'], 'https');
+    assert.equal(audit!.clientAddress, '2001:db8::7');
+    assert.equal(access!.clientAddress, '2001:db8::7');
+    assert.equal(access!.protocol, 'https');
   });
 });

@@ -78,7 +78,9 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
         'logger.default.level': 'info',
       },
     });
-    cleanups.push(async () => void (await ekm.stop('SIGKILL')));
+    cleanups.push(async () => {
+      await ekm.stop('SIGKILL');
+    });
     return ekm;
   };
   const ext4 = () => {
@@ -239,7 +241,7 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     await assertHealthWritesFailing(ekm, 'ERR_STORE_FULL', /No space left/);
     // A worker replaced while the disk is full starts, and serves reads.
     process.kill(ekm.workerPids()[0]!, 'SIGKILL');
-    await waitFor('a replacement worker serves', () => /Replacement worker ready/.test(ekm.output));
+    await waitFor('a replacement worker serves', () => ekm.output.includes('Replacement worker ready'));
     for (let i = 0; i < 6; i++) await assertReads(ekm, alice());
     assert.doesNotMatch(ekm.output, /failed at start/);
 

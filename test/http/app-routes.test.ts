@@ -44,7 +44,7 @@ describe('routing and CORS of the app, in process', () => {
     for (const path of ['/V1/Keys/Private', '/v1/KEYS/private', '/Health', '/v2/keys/private', '/V2/keys/private', '/ekm/v2/keys/private', '/v3/keys/public/alice@example.com', '/v2/health/x']) {
       const answer = await get(path);
       assert.equal(answer.status, 404, path);
-      assert.equal(answer.json['code'], 404, path);
+      assert.equal(answer.json.code, 404, path);
     }
   });
 

@@ -42,12 +42,20 @@ describe('the client contract in process: every refusal in the error format', ()
     dispatcher = new Agent({ connect: { ca: pki.caCertPem } });
     const fetch = ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as OutboundFetch;
     app = await startInProcessApp({
-      authenticator: new OpenIdConnectAuthenticator({ issuer: idp.issuer, jwks: idp.jwksUri, audience: ['other-app-client', AUDIENCE] }, fetch, new MemoryLogger()),
+      authenticator: new OpenIdConnectAuthenticator(
+        { issuer: idp.issuer, jwks: idp.jwksUri, audience: ['other-app-client', AUDIENCE] },
+        fetch,
+        new MemoryLogger(),
+      ),
       properties: ['org.domains=example.com', `api.cors.origins=${EXTENSION_ORIGIN},moz-extension://*`],
     });
     alice = await makePrivateKey('alice@example.com');
     aliceToken = await mint({ email: 'Alice@Example.com', email_verified: true });
-    const put = await call('/v1/keys/private', { method: 'PUT', headers: auth(aliceToken, { 'content-type': 'application/json' }), body: JSON.stringify({ privateKey: alice.armored }) });
+    const put = await call('/v1/keys/private', {
+      method: 'PUT',
+      headers: auth(aliceToken, { 'content-type': 'application/json' }),
+      body: JSON.stringify({ privateKey: alice.armored }),
+    });
     assert.equal(put.status, 200, put.text);
   });
 
@@ -98,7 +106,7 @@ describe('the client contract in process: every refusal in the error format', ()
     for (const name of ['alg none', 'HS256 signed with the public key']) {
       assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile[name]!) }), 401, /signing algorithm is not accepted/, name);
     }
-    assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile['expired']!) }), 401, /expired/);
+    assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile.expired!) }), 401, /expired/);
     assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile['wrong audience']!) }), 401, /audience/);
     assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile['unknown signing key']!) }), 401, /unknown signing key/);
     assertErrorAnswer(await call('/v1/keys/private', { headers: auth(hostile['unverified email']!) }), 401, /not verified/);
@@ -112,7 +120,8 @@ describe('the client contract in process: every refusal in the error format', ()
   });
 
   it('refuses every bad body with a 4xx in the error format, never a 5xx; unknown methods 405 with Allow, unknown paths 404', async () => {
-    const json = (body: string, type = 'application/json') => call('/v1/keys/private', { method: 'PUT', headers: auth(aliceToken, { 'content-type': type }), body });
+    const json = (body: string, type = 'application/json') =>
+      call('/v1/keys/private', { method: 'PUT', headers: auth(aliceToken, { 'content-type': type }), body });
     const encrypted = await makePrivateKey('alice@example.com', { passphrase: 'a passphrase' });
     const expired = await makePrivateKey('alice@example.com', { expired: true });
     const bobs = await makePrivateKey('bob@example.com');
@@ -142,20 +151,24 @@ describe('the client contract in process: every refusal in the error format', ()
     assert.deepEqual(failures, []);
     const deleted = await call('/v1/keys/private', { method: 'DELETE', headers: auth(aliceToken) });
     assertErrorAnswer(deleted, 405);
-    assert.equal(deleted.headers['allow'], 'HEAD, GET, PUT', 'a 405 says what is allowed (RFC 9110)');
+    assert.equal(deleted.headers.allow, 'HEAD, GET, PUT', 'a 405 says what is allowed (RFC 9110)');
     const unknownMethod = await call('/v1/keys/public/alice@example.com', { method: 'PROPFIND' });
     assertErrorAnswer(unknownMethod, 405);
-    assert.equal(unknownMethod.headers['allow'], 'HEAD, GET');
+    assert.equal(unknownMethod.headers.allow, 'HEAD, GET');
     assertErrorAnswer(await call('/no/such/path', { method: 'PROPFIND' }), 404);
     assertErrorAnswer(await call('/no/such/path'), 404);
     // Only the known route tails pass the path-prefix rule: an unknown API version or another case is not ours.
-    for (const path of ['/v2/keys/private', '/proxy/v2/keys/private', '/V1/Keys/Private']) assertErrorAnswer(await call(path, { headers: auth(aliceToken) }), 404, undefined, path);
+    for (const path of ['/v2/keys/private', '/proxy/v2/keys/private', '/V1/Keys/Private'])
+      assertErrorAnswer(await call(path, { headers: auth(aliceToken) }), 404, undefined, path);
     assert.equal((await call('/v1/keys/private', { headers: auth(aliceToken) })).json.privateKeys.length, 1);
   });
 
   it('answers CORS preflights for the configured extension origins only, every Firefox installation included', async () => {
     const preflight = (origin: string) =>
-      call('/v1/keys/private', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization,content-type' } });
+      call('/v1/keys/private', {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization,content-type' },
+      });
     const allowed = await preflight(EXTENSION_ORIGIN);
     assert.equal(allowed.status, 204);
     assert.equal(allowed.headers['access-control-allow-origin'], EXTENSION_ORIGIN);

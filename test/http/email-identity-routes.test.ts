@@ -17,17 +17,20 @@ import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
 import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 import { propertiesText } from '../../testbed/ekm-daemon.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'identity routes passphrase';
 
 /** A GET's body as bytes (WKD answers binary keys). */
 function bytes(url: string, headers: Record<string, string>): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    http.get(url, { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
-    }).on('error', reject);
+    http
+      .get(url, { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
+      })
+      .on('error', reject);
   });
 }
 
@@ -70,7 +73,7 @@ describe('the public-key route and the Web Key Directory under the one email rul
       throw new Error('public routes must not authenticate');
     };
     const app = createApp({ config, logger: new MemoryLogger(), store, authenticator: { authenticate: unused }, acl: { authorizePrivateKeys: unused } });
-    server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+    server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
@@ -81,7 +84,8 @@ describe('the public-key route and the Web Key Directory under the one email rul
   });
 
   const publicKeys = (email: string) => request(`${base}/v1/keys/public/${encodeURIComponent(email)}`);
-  const wkd = (path: string, l: string, hash = wkdHash(l)) => request(`${base}/.well-known/openpgpkey/${path}hu/${hash}?l=${encodeURIComponent(l)}`, { headers: { host: 'kelvin.test' } });
+  const wkd = (path: string, l: string, hash = wkdHash(l)) =>
+    request(`${base}/.well-known/openpgpkey/${path}hu/${hash}?l=${encodeURIComponent(l)}`, { headers: { host: 'kelvin.test' } });
 
   it("serves Kate's public keys by her email in any ASCII case", async () => {
     for (const email of ['kate@kelvin.test', 'Kate@KELVIN.test']) {
@@ -114,8 +118,14 @@ describe('the public-key route and the Web Key Directory under the one email rul
   it("publishes in WKD only Kate's key, never a stored key whose user id is a lookalike of hers", async () => {
     for (const path of ['', 'kelvin.test/']) {
       assert.equal((await wkd(path, 'Kate')).status, 200);
-      const served = await openpgp.readKeys({ binaryKeys: await bytes(`${base}/.well-known/openpgpkey/${path}hu/${wkdHash('kate')}?l=Kate`, { host: 'kelvin.test' }) });
-      assert.deepEqual(served.map((k) => k.getFingerprint().toUpperCase()), [kateFingerprint], `not ${lookalikeFingerprint}`);
+      const served = await openpgp.readKeys({
+        binaryKeys: await bytes(`${base}/.well-known/openpgpkey/${path}hu/${wkdHash('kate')}?l=Kate`, { host: 'kelvin.test' }),
+      });
+      assert.deepEqual(
+        served.map((k) => k.getFingerprint().toUpperCase()),
+        [kateFingerprint],
+        `not ${lookalikeFingerprint}`,
+      );
     }
   });
 

@@ -12,6 +12,7 @@ import { headerChecks } from '../../src/http/header-checks.js';
 import { MAX_HEADER_COUNT, createHttpServer } from '../../src/http/http-server.js';
 import { readJsonObject } from '../../src/http/json-body.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const TIMEOUTS = { headersMs: 1_000, requestMs: 1_500 };
 
@@ -51,7 +52,7 @@ describe("the daemon's HTTP server: Node's own refusals and header checks in the
     app.use(async (ctx) => {
       ctx.body = ctx.method === 'PUT' ? await readJsonObject(ctx) : { ok: true };
     });
-    server = createHttpServer(app.callback(), undefined, TIMEOUTS).listen(0, '127.0.0.1');
+    server = createHttpServer(koaListener(app), undefined, TIMEOUTS).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     port = (server.address() as AddressInfo).port;
   });

@@ -13,6 +13,7 @@ import { LINGER_MAX_BYTES, lingeringClose } from '../../src/http/lingering-close
 import { MemoryLogger } from '../support/memory-logger.js';
 import { request } from '../../testbed/http-client.js';
 import { TestPki } from '../../testbed/test-pki.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 /** The app's outer middleware in the app's order, and two handlers: one reads the JSON body, one refuses before reading. */
 function bodyApp(logger: MemoryLogger): Koa<EkmState> {
@@ -38,7 +39,7 @@ describe('answers given before the request body was read reach the client (linge
   before(async () => {
     pki = new TestPki();
     const cert = pki.issue('server', { hosts: ['127.0.0.1'] });
-    server = https.createServer({ key: cert.keyPem, cert: cert.certPem }, bodyApp(logger).callback()).listen(0, '127.0.0.1');
+    server = https.createServer({ key: cert.keyPem, cert: cert.certPem }, koaListener(bodyApp(logger))).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     port = (server.address() as AddressInfo).port;
     base = `https://127.0.0.1:${port}`;
@@ -62,14 +63,19 @@ describe('answers given before the request body was read reach the client (linge
       const a = await put('/', threeMegabytes);
       assert.equal(a.status, 413, `run ${i}: ${a.text}`);
       assert.deepEqual(a.json, { code: 413, message: 'Request body is too large', details: `The limit is ${MAX_BODY_BYTES} bytes` });
-      assert.equal(a.headers['connection'], 'close');
+      assert.equal(a.headers.connection, 'close');
     }
   });
 
   /** Sends `total` bytes in 64 KB pieces, a few ms apart, so that the client is still writing when the answer comes. */
   const sendSlowly = (path: string, total: number, headers: Record<string, string>) =>
     new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
-      const req = https.request(`${base}${path}`, { method: 'PUT', agent: false, ca: pki.caCertPem, headers: { 'content-type': 'application/json', ...headers } });
+      const req = https.request(`${base}${path}`, {
+        method: 'PUT',
+        agent: false,
+        ca: pki.caCertPem,
+        headers: { 'content-type': 'application/json', ...headers },
+      });
       req.on('response', (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
@@ -94,7 +100,7 @@ describe('answers given before the request body was read reach the client (linge
         const answer = await sendSlowly('/', total, headers);
         assert.equal(answer.status, 413, `run ${i} ${JSON.stringify(headers)}: ${answer.body}`);
         assert.equal(JSON.parse(answer.body).code, 413);
-        assert.equal(answer.headers['connection'], 'close');
+        assert.equal(answer.headers.connection, 'close');
       }
     }
   });
@@ -104,7 +110,7 @@ describe('answers given before the request body was read reach the client (linge
       const answer = await sendSlowly('/refuse', 1024 * 1024, { 'content-length': String(1024 * 1024) });
       assert.equal(answer.status, 401, answer.body);
       assert.equal(JSON.parse(answer.body).code, 401);
-      assert.equal(answer.headers['connection'], 'close');
+      assert.equal(answer.headers.connection, 'close');
     }
   });
 
@@ -153,9 +159,12 @@ describe('answers given before the request body was read reach the client (linge
     await new Promise((r) => setTimeout(r, 100));
     socket.destroy();
     const deadline = Date.now() + 5_000;
-    while (!logger.entries.some((e) => e.fields['code'] === 'ERR_CLIENT_ABORTED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const aborted = logger.entries.find((e) => e.fields['code'] === 'ERR_CLIENT_ABORTED');
+    while (!logger.entries.some((e) => e.fields.code === 'ERR_CLIENT_ABORTED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const aborted = logger.entries.find((e) => e.fields.code === 'ERR_CLIENT_ABORTED');
     assert.equal(aborted?.level, 'debug', JSON.stringify(logger.entries));
-    assert.deepEqual(logger.entries.filter((e) => e.level === 'error'), []);
+    assert.deepEqual(
+      logger.entries.filter((e) => e.level === 'error'),
+      [],
+    );
   });
 });

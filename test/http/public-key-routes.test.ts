@@ -57,11 +57,11 @@ describe('public keys by email, fingerprint or long key id, in process over a re
 
   it('keeps answering 400 for anything that is neither an email nor a key id', async () => {
     const hex = alice.key.fingerprint;
-    for (const id of ['not-an-email', hex.slice(0, 15), hex.slice(0, 17), hex.slice(0, 39), `${hex}0`, `${hex}0`.repeat(2).slice(0, 63), `${hex}`.repeat(2).slice(0, 65), 'g'.repeat(16), `0x${alice.primaryLongId}`, `${alice.primaryLongId.slice(0, 8)} ${alice.primaryLongId.slice(8)}`]) {
+    for (const id of ['not-an-email', hex.slice(0, 15), hex.slice(0, 17), hex.slice(0, 39), `${hex}0`, `${hex}0`.repeat(2).slice(0, 63), hex.repeat(2).slice(0, 65), 'g'.repeat(16), `0x${alice.primaryLongId}`, `${alice.primaryLongId.slice(0, 8)} ${alice.primaryLongId.slice(8)}`]) {
       const answer = await get(`/v1/keys/public/${encodeURIComponent(id)}`);
       assert.equal(answer.status, 400, id);
-      assert.equal(answer.json['code'], 400, id);
-      assert.equal(answer.json['message'], 'Not an email address this key manager accepts', id);
+      assert.equal(answer.json.code, 400, id);
+      assert.equal(answer.json.message, 'Not an email address this key manager accepts', id);
     }
   });
 });

@@ -15,9 +15,9 @@ async function fetchPrivate(app: InProcessApp, headers: Record<string, string>) 
   const answer = await fetch(`${app.base}/v1/keys/private`, { headers });
   assert.equal(answer.status, 401);
   const requestId = answer.headers.get('x-request-id');
-  const mine = app.logger.entries.filter((e) => e.fields['requestId'] === requestId);
+  const mine = app.logger.entries.filter((e) => e.fields.requestId === requestId);
   const access = mine.find((e) => e.message === 'request');
-  const audit = mine.find((e) => e.fields['audit'] !== undefined);
+  const audit = mine.find((e) => e.fields.audit !== undefined);
   assert.ok(access && audit, JSON.stringify(mine));
   return { access: access.fields, audit: audit.fields };
 }
@@ -38,21 +38,21 @@ describe('the client address in the audit trail and access log, in process', () 
 
   it('ignores spoofed X-Forwarded-For and X-Forwarded-Proto when no proxy is trusted', async () => {
     const { access, audit } = await fetchPrivate(untrusting, { 'X-Forwarded-For': '198.51.100.7', 'X-Forwarded-Proto': 'https' });
-    assert.equal(audit['clientAddress'], '127.0.0.1');
-    assert.equal(access['clientAddress'], '127.0.0.1');
-    assert.equal(access['protocol'], 'http');
+    assert.equal(audit.clientAddress, '127.0.0.1');
+    assert.equal(access.clientAddress, '127.0.0.1');
+    assert.equal(access.protocol, 'http');
   });
 
   it('takes the client from X-Forwarded-For sent by a trusted proxy, skipping trusted hops', async () => {
     // The client's own (spoofed) entry comes first; the proxies appended the real one and their own.
     const { access, audit } = await fetchPrivate(trusting, { 'X-Forwarded-For': '192.0.2.66, 198.51.100.7, 10.20.30.40', 'X-Forwarded-Proto': 'https' });
-    assert.equal(audit['clientAddress'], '198.51.100.7');
-    assert.equal(access['clientAddress'], '198.51.100.7');
-    assert.equal(access['protocol'], 'https');
+    assert.equal(audit.clientAddress, '198.51.100.7');
+    assert.equal(access.clientAddress, '198.51.100.7');
+    assert.equal(access.protocol, 'https');
   });
 
   it('uses the peer when a trusted proxy sends no X-Forwarded-For', async () => {
     const { audit } = await fetchPrivate(trusting, {});
-    assert.equal(audit['clientAddress'], '127.0.0.1');
+    assert.equal(audit.clientAddress, '127.0.0.1');
   });
 });

@@ -38,9 +38,9 @@ describe('email address rule', () => {
     it(`refuses ${name}, naming the character, never echoing the input`, () => {
       const check = checkEmailAddress(email);
       assert.equal(check.email, undefined);
-      assert.match(check.refusal!, reason);
-      assert.equal(/[^\x20-\x7e]/.test(check.refusal!), false, 'the reason is printable ASCII');
-      assert.equal(check.refusal!.includes('kate'), false);
+      assert.match(check.refusal, reason);
+      assert.equal(/[^\x20-\x7e]/.test(check.refusal), false, 'the reason is printable ASCII');
+      assert.equal(check.refusal.includes('kate'), false);
       assert.equal(isSameMailbox(email, 'kate@example.com'), false);
     });
   }
@@ -68,7 +68,7 @@ describe('email address rule', () => {
     for (const [email, reason] of cases) {
       const check = checkEmailAddress(email);
       assert.equal(check.email, undefined, JSON.stringify(email));
-      assert.match(check.refusal!, reason, JSON.stringify(email));
+      assert.match(check.refusal, reason, JSON.stringify(email));
     }
     assert.equal(normalizeEmailAddress(`${'k'.repeat(64)}@${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(61)}`)?.length, 254);
   });

@@ -111,7 +111,7 @@ describe('key structure limits, checked before any signature is verified', () =>
     for (const { label, options } of kinds) {
       const email = 'kind@example.com';
       const { privateKey } = await openpgp.generateKey({ userIDs: [{ email }, { email: 'other@example.org' }], subkeys: [{}, { sign: true }], format: 'armored', ...options } as Parameters<typeof openpgp.generateKey>[0] & { format: 'armored' });
-      const stored = await validatePrivateKey(privateKey, email).catch((e: Error) => assert.fail(`${label}: ${e.message}`));
+      const stored = await validatePrivateKey(privateKey, email).catch((e: unknown) => assert.fail(`${label}: ${(e as Error).message}`));
       assert.match(stored.publicKey, /BEGIN PGP PUBLIC KEY BLOCK/, label);
     }
   });
@@ -128,11 +128,11 @@ describe('key structure limits, checked before any signature is verified', () =>
     try {
       for (const algorithm of ['rsa4096', 'future-default']) {
         const email = `gpg-${algorithm}@example.com`;
-        await validatePrivateKey(gpgKey(algorithm, email), email).catch((e: Error) => assert.fail(`${algorithm}: ${e.message}`));
+        await validatePrivateKey(gpgKey(algorithm, email), email).catch((e: unknown) => assert.fail(`${algorithm}: ${(e as Error).message}`));
       }
       for (const algorithm of ['brainpoolP256r1', 'brainpoolP384r1', 'brainpoolP512r1']) {
         const { data } = await openpgp.unarmor(gpgKey(algorithm, `gpg-${algorithm.toLowerCase()}@example.com`));
-        const checked = await checkKeyStructure(data as Uint8Array).catch((e: Error) => assert.fail(`${algorithm}: ${e.message}`));
+        const checked = await checkKeyStructure(data as Uint8Array).catch((e: unknown) => assert.fail(`${algorithm}: ${(e as Error).message}`));
         assert.equal((await openpgp.readKey({ binaryKey: checked })).getAlgorithmInfo().curve, algorithm);
       }
     } finally {

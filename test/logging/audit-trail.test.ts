@@ -39,7 +39,7 @@ describe('audit trail', () => {
     audit(logger, { ...base, keyState: 'revoked' });
     audit(logger, { ...base, keyState: 'expired' });
     audit(logger, base);
-    assert.deepEqual(logger.entries.map((e) => e.fields['keyState']), ['revoked', 'expired', undefined]);
+    assert.deepEqual(logger.entries.map((e) => e.fields.keyState), ['revoked', 'expired', undefined]);
     assert.equal('keyState' in logger.entries[2]!.fields, false);
   });
 
@@ -49,12 +49,12 @@ describe('audit trail', () => {
     audit(logger, { ...base, event: 'private-key.read', fingerprints: [], status: 401, code: 'ERR_TOKEN_EXPIRED' });
     audit(logger, { ...base, event: 'private-key.read', fingerprints: [], status: 503, code: 'ERR_STORE_UNAVAILABLE' });
     audit(logger, { ...base, event: 'private-key.write', fingerprints: ['-----BEGIN PGP PRIVATE KEY BLOCK-----\nxcLYBF...'], status: 400 });
-    assert.deepEqual(logger.entries.map((e) => [e.fields['outcome'], e.fields['status'], e.fields['code']]), [
+    assert.deepEqual(logger.entries.map((e) => [e.fields.outcome, e.fields.status, e.fields.code]), [
       ['refused', 401, 'ERR_TOKEN_EXPIRED'],
       ['error', 503, 'ERR_STORE_UNAVAILABLE'],
       ['refused', 400, undefined],
     ]);
-    assert.deepEqual(logger.entries[2]?.fields['fingerprints'], ['[not a fingerprint]']);
+    assert.deepEqual(logger.entries[2]?.fields.fingerprints, ['[not a fingerprint]']);
     assert.ok(!JSON.stringify(logger.entries).includes('BEGIN PGP'));
   });
 
@@ -63,6 +63,6 @@ describe('audit trail', () => {
     const base = { clientAddress: '::1', userAgent: undefined, event: 'private-key.import', fingerprints: [], status: 400 } as const;
     audit(logger, { ...base, email: '\u212Aate@example.com' });
     audit(logger, { ...base, email: 'kate\x1b[2J@example.com' });
-    assert.deepEqual(logger.entries.map((e) => e.fields['email']), ['\\u212Aate@example.com', 'kate\\u001B[2J@example.com']);
+    assert.deepEqual(logger.entries.map((e) => e.fields.email), ['\\u212Aate@example.com', 'kate\\u001B[2J@example.com']);
   });
 });

@@ -22,12 +22,12 @@ describe('BoundedOutput', () => {
       onLoss: (report) => losses.push(report),
       deliver: ([info, ...more]: readonly LogInfo[], done) => {
         assert.equal(more.length, 0, 'one record per delivery by default');
-        started.push(info?.['n']);
+        started.push(info?.n);
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
         setTimeout(() => {
           inFlight--;
-          delivered.push(info?.['n']);
+          delivered.push(info?.n);
           done();
         }, 5);
       },
@@ -51,7 +51,7 @@ describe('BoundedOutput', () => {
       maxBatch: 10,
       onLoss: (report) => losses.push(report),
       deliver: (batch, done) => {
-        batches.push(batch.map((info) => info['n'] as number));
+        batches.push(batch.map((info) => info.n as number));
         setTimeout(() => done(), 10);
       },
     });

@@ -17,12 +17,12 @@ describe('createLogger with StdoutLogger', () => {
     const logger = createLogger(stdoutOnly('info'));
     logger.child({ requestId: 'req-1' }).info('hello', { status: 200, fingerprints: ['A1B2C3D4E5F60718'] });
     await logger.flush();
-    const record = stdout.records.find((r) => r['message'] === 'hello');
+    const record = stdout.records.find((r) => r.message === 'hello');
     assert.ok(record);
     assert.deepEqual(Object.keys(record).sort(), ['fingerprints', 'level', 'message', 'requestId', 'status', 'time', 'worker']);
-    assert.equal(record['worker'], 'primary');
-    assert.equal(record['requestId'], 'req-1');
-    assert.ok(!Number.isNaN(Date.parse(String(record['time']))));
+    assert.equal(record.worker, 'primary');
+    assert.equal(record.requestId, 'req-1');
+    assert.ok(!Number.isNaN(Date.parse(String(record.time))));
   });
 
   for (const level of LEVELS) {
@@ -30,7 +30,7 @@ describe('createLogger with StdoutLogger', () => {
       const logger = createLogger(stdoutOnly(level));
       for (const l of LEVELS) logger.log(l, `filter-${level}-${l}`);
       await logger.flush();
-      const written = stdout.records.map((r) => String(r['message'])).filter((m) => m.startsWith(`filter-${level}-`));
+      const written = stdout.records.map((r) => String(r.message)).filter((m) => m.startsWith(`filter-${level}-`));
       assert.deepEqual(written, LEVELS.slice(LEVELS.indexOf(level)).map((l) => `filter-${level}-${l}`));
     });
   }
@@ -55,9 +55,9 @@ describe('createLogger with StdoutLogger', () => {
       assert.ok(!line.includes(secret), `${secret} leaked: ${line}`);
     }
     const record = JSON.parse(line) as Record<string, unknown>;
-    assert.equal(record['authorization'], '[REDACTED]');
-    assert.equal(record['email'], 'alice@example.com', 'what is not a secret stays');
-    assert.match(String(record['message']), /^Rejected token \[REDACTED JWT\] from header Bearer \[REDACTED/);
+    assert.equal(record.authorization, '[REDACTED]');
+    assert.equal(record.email, 'alice@example.com', 'what is not a secret stays');
+    assert.match(String(record.message), /^Rejected token \[REDACTED JWT\] from header Bearer \[REDACTED/);
   });
 
   it('leaves prose that merely looks like a credential scheme alone', async () => {
@@ -66,10 +66,10 @@ describe('createLogger with StdoutLogger', () => {
     logger.info(prose, { details: 'Bearer tokens only' });
     logger.info('opaque', { details: 'Bearer ya29.a0AfH6SMBx-opaque_token_value', basic: 'Basic YWxpY2U6c2VjcmV0cGFzcw==' });
     await logger.flush();
-    assert.ok(stdout.records.some((r) => r['message'] === prose && r['details'] === 'Bearer tokens only'));
-    const opaque = stdout.records.find((r) => r['message'] === 'opaque');
-    assert.equal(opaque?.['details'], 'Bearer [REDACTED]');
-    assert.equal(opaque?.['basic'], 'Basic [REDACTED]');
+    assert.ok(stdout.records.some((r) => r.message === prose && r.details === 'Bearer tokens only'));
+    const opaque = stdout.records.find((r) => r.message === 'opaque');
+    assert.equal(opaque?.details, 'Bearer [REDACTED]');
+    assert.equal(opaque?.basic, 'Basic [REDACTED]');
   });
 
   it('on a terminal, writes readable lines instead of JSON', async () => {
@@ -83,7 +83,7 @@ describe('createLogger with StdoutLogger', () => {
       process.stdout.isTTY = wasTTY;
     }
     const line = stdout.otherLines.find((l) => l.includes('readable entry'));
-    assert.match(line ?? '', /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN  \[primary\] \[req-tty\] readable entry \{"status":503\}$/);
+    assert.match(line ?? '', /^\d{4}-\d\d-\d\dT[\d:.]+Z WARN {2}\[primary\] \[req-tty\] readable entry \{"status":503\}$/);
   });
 
   it('keeps each entry\'s fields in order after time, level, message and worker', async () => {
@@ -121,11 +121,11 @@ describe('validateLoggerConfig', () => {
     assert.doesNotThrow(() => validateLoggerConfig(stdoutOnly('info')));
     assert.throws(
       () => validateLoggerConfig({ types: ['StdoutLogger', 'SplunkHttpLogger'], level: 'info', stackdriver: undefined, splunk: { url: 'splunk:8088', token: 't', disableCertificateValidation: false } }),
-      (e: unknown) => e instanceof ConfigError && /^logger\.splunk\.url: /.test(e.message),
+      (e: unknown) => e instanceof ConfigError && e.message.startsWith("logger.splunk.url: "),
     );
     assert.throws(
       () => validateLoggerConfig({ types: ['StackdriverLogger'], level: 'info', stackdriver: { credentialsFile: '/nonexistent/credentials.json' }, splunk: undefined }),
-      (e: unknown) => e instanceof ConfigError && /^logger\.stackdriver\.credentials\.file: cannot read \/nonexistent\/credentials\.json/.test(e.message),
+      (e: unknown) => e instanceof ConfigError && e.message.startsWith("logger.stackdriver.credentials.file: cannot read /nonexistent/credentials.json"),
     );
   });
 });

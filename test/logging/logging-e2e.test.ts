@@ -163,61 +163,74 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
 
     // --- Splunk
     const fields = (e: HecEvent) => e.event;
-    const splunkEvents = await splunk.waitFor((events) =>
-      events.some((e) => fields(e)['requestId'] === putId && fields(e)['audit'] !== undefined) &&
-      events.some((e) => fields(e)['requestId'] === getId && fields(e)['audit'] !== undefined) &&
-      events.some((e) => fields(e)['requestId'] === getId && fields(e)['message'] === 'request') &&
-      events.some((e) => fields(e)['requestId'] === errorId && fields(e)['level'] === 'error'),
-    15_000);
-    const splunkPut = splunkEvents.find((e) => fields(e)['requestId'] === putId && fields(e)['audit'] === 'private-key.write');
-    const splunkGet = splunkEvents.find((e) => fields(e)['requestId'] === getId && fields(e)['audit'] === 'private-key.read');
+    const splunkEvents = await splunk.waitFor(
+      (events) =>
+        events.some((e) => fields(e).requestId === putId && fields(e).audit !== undefined) &&
+        events.some((e) => fields(e).requestId === getId && fields(e).audit !== undefined) &&
+        events.some((e) => fields(e).requestId === getId && fields(e).message === 'request') &&
+        events.some((e) => fields(e).requestId === errorId && fields(e).level === 'error'),
+      15_000,
+    );
+    const splunkPut = splunkEvents.find((e) => fields(e).requestId === putId && fields(e).audit === 'private-key.write');
+    const splunkGet = splunkEvents.find((e) => fields(e).requestId === getId && fields(e).audit === 'private-key.read');
     assert.ok(splunkPut && splunkGet, 'the audit entries of the PUT and the GET reach Splunk');
     for (const entry of [fields(splunkPut), fields(splunkGet)]) {
-      assert.equal(entry['level'], 'info');
-      assert.equal(entry['email'], 'alice@example.com');
-      assert.deepEqual((entry['fingerprints'] as string[]).map((f) => f.toUpperCase()), [alice.fingerprint.toUpperCase()]);
-      assert.equal(entry['status'], 200);
-      assert.equal(typeof entry['clientAddress'], 'string');
-      assert.equal(entry['userAgent'], 'FlowCrypt-E2E/1.0');
-      assert.match(String(entry['worker']), /^worker-/);
+      assert.equal(entry.level, 'info');
+      assert.equal(entry.email, 'alice@example.com');
+      assert.deepEqual(
+        (entry.fingerprints as string[]).map((f) => f.toUpperCase()),
+        [alice.fingerprint.toUpperCase()],
+      );
+      assert.equal(entry.status, 200);
+      assert.equal(typeof entry.clientAddress, 'string');
+      assert.equal(entry.userAgent, 'FlowCrypt-E2E/1.0');
+      assert.match(String(entry.worker), /^worker-/);
     }
-    const splunkError = splunkEvents.find((e) => fields(e)['requestId'] === errorId && fields(e)['level'] === 'error');
+    const splunkError = splunkEvents.find((e) => fields(e).requestId === errorId && fields(e).level === 'error');
     assert.ok(splunkError, 'GET /error gives an error-level entry in Splunk');
-    assert.ok(splunkEvents.some((e) => fields(e)['requestId'] === getId && fields(e)['path'] === '/v1/keys/private' && fields(e)['status'] === 200),
-      'the access line of the GET');
-    assert.ok(!splunkEvents.some((e) => ['debug', 'trace'].includes(String(fields(e)['level']))), 'nothing below info at logger.default.level=info');
+    assert.ok(
+      splunkEvents.some((e) => fields(e).requestId === getId && fields(e).path === '/v1/keys/private' && fields(e).status === 200),
+      'the access line of the GET',
+    );
+    assert.ok(!splunkEvents.some((e) => ['debug', 'trace'].includes(String(fields(e).level))), 'nothing below info at logger.default.level=info');
     assert.ok(splunk.requests.every((r) => r.headers.authorization === `Splunk ${SPLUNK_TOKEN}` && r.status === 200));
 
     // --- Cloud Logging
-    const json = (e: ReceivedEntry) => (e.jsonPayload?.['metadata'] ?? {}) as Record<string, unknown>;
-    const cloudEntries = await cloud.waitFor((entries) =>
-      entries.some((e) => json(e)['requestId'] === putId && json(e)['audit'] !== undefined) &&
-      entries.some((e) => json(e)['requestId'] === getId && json(e)['audit'] !== undefined) &&
-      entries.some((e) => json(e)['requestId'] === errorId && e.severity === 'ERROR'),
-    15_000);
-    const cloudPut = cloudEntries.find((e) => json(e)['requestId'] === putId && json(e)['audit'] === 'private-key.write');
-    const cloudGet = cloudEntries.find((e) => json(e)['requestId'] === getId && json(e)['audit'] === 'private-key.read');
+    const json = (e: ReceivedEntry) => (e.jsonPayload?.metadata ?? {}) as Record<string, unknown>;
+    const cloudEntries = await cloud.waitFor(
+      (entries) =>
+        entries.some((e) => json(e).requestId === putId && json(e).audit !== undefined) &&
+        entries.some((e) => json(e).requestId === getId && json(e).audit !== undefined) &&
+        entries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'),
+      15_000,
+    );
+    const cloudPut = cloudEntries.find((e) => json(e).requestId === putId && json(e).audit === 'private-key.write');
+    const cloudGet = cloudEntries.find((e) => json(e).requestId === getId && json(e).audit === 'private-key.read');
     assert.ok(cloudPut && cloudGet, 'the audit entries of the PUT and the GET reach Cloud Logging');
     assert.equal(cloudPut.severity, 'INFO');
-    assert.equal(json(cloudPut)['email'], 'alice@example.com');
-    assert.deepEqual(json(cloudGet)['fingerprints'], fields(splunkGet)['fingerprints']);
+    assert.equal(json(cloudPut).email, 'alice@example.com');
+    assert.deepEqual(json(cloudGet).fingerprints, fields(splunkGet).fingerprints);
     assert.equal(cloudPut.logName, `projects/${account.projectId}/logs/flowcrypt-ekm`);
-    assert.ok(cloudEntries.some((e) => json(e)['requestId'] === errorId && e.severity === 'ERROR'), 'GET /error gives an ERROR entry in Cloud Logging');
+    assert.ok(
+      cloudEntries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'),
+      'GET /error gives an ERROR entry in Cloud Logging',
+    );
     assert.ok(!cloudEntries.some((e) => e.severity === 'DEBUG'), 'nothing below info');
     assert.ok(proxy.targets.length > 0 && proxy.targets.every((t) => t === 'logging.googleapis.com:443'), `CONNECT targets: ${proxy.targets.join(', ')}`);
     assert.deepEqual(cloud.refusals, []);
 
     // --- No secret anywhere: the ID token, the key material, the Authorization header, the HEC token.
-    const keyBody = alice.armored.split('\n').filter((l) => l.length > 40)[1] as string;
-    const everything = [
-      daemon.output,
-      JSON.stringify(splunkEvents),
-      ...splunk.requests.map((r) => r.body),
-      JSON.stringify(cloudEntries),
-    ].join('\n');
-    for (const [name, secret] of [['ID token', token], ['token signature', token.split('.')[2] as string],
-      ['refused token', wrongAudience.split('.')[2] as string], ['key material', keyBody],
-      ['armor header', 'PRIVATE KEY BLOCK'], ['Authorization header', 'Bearer '], ['HEC token', SPLUNK_TOKEN]] as const) {
+    const keyBody = alice.armored.split('\n').filter((l) => l.length > 40)[1]!;
+    const everything = [daemon.output, JSON.stringify(splunkEvents), ...splunk.requests.map((r) => r.body), JSON.stringify(cloudEntries)].join('\n');
+    for (const [name, secret] of [
+      ['ID token', token],
+      ['token signature', token.split('.')[2]!],
+      ['refused token', wrongAudience.split('.')[2]!],
+      ['key material', keyBody],
+      ['armor header', 'PRIVATE KEY BLOCK'],
+      ['Authorization header', 'Bearer '],
+      ['HEC token', SPLUNK_TOKEN],
+    ] as const) {
       assert.ok(!everything.includes(secret), `${name} found in the logs`);
     }
 
@@ -246,7 +259,8 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
       assert.equal(stored.status, 200, stored.text);
     }
     const [live = [], baseline = [], dead = []] = await measureInTurn([daemon, stdoutOnly, deadDaemon], token, 60);
-    const line = (name: string, t: number[]) => `${name}: median ${percentile(t, 50).toFixed(1)} ms, p95 ${percentile(t, 95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
+    const line = (name: string, t: number[]) =>
+      `${name}: median ${percentile(t, 50).toFixed(1)} ms, p95 ${percentile(t, 95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
     console.log('GET /v1/keys/private, 60 requests to each daemon in turn, 1 worker each (each request logs an access line and an audit entry)');
     console.log(line('stdout only                   ', baseline));
     console.log(line('+ Splunk, Cloud Logging up    ', live));

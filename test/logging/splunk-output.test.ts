@@ -56,17 +56,17 @@ describe('SplunkHttpLogger', () => {
     request.error('error entry', { stack: 'Error: x\n    at f (file.js:1:1)' });
     await logger.flush();
     const events = await collector.waitFor((e) => e.length >= 3);
-    const entries = events.filter((e) => String(e.event['message']).endsWith(' entry'));
-    assert.deepEqual(entries.map((e) => e.event['message']).sort(), ['error entry', 'info entry', 'warn entry']);
+    const entries = events.filter((e) => String(e.event.message).endsWith(' entry'));
+    assert.deepEqual(entries.map((e) => e.event.message).sort(), ['error entry', 'info entry', 'warn entry']);
     // The start-up warning about the disabled validation goes to every output, Splunk included.
-    assert.ok(events.some((e) => e.event['level'] === 'warn' && /certificate is not verified/.test(String(e.event['message']))));
-    const info = events.find((e) => e.event['message'] === 'info entry');
+    assert.ok(events.some((e) => e.event.level === 'warn' && String(e.event.message).includes('certificate is not verified')));
+    const info = events.find((e) => e.event.message === 'info entry');
     assert.ok(info);
-    assert.equal(info.event['level'], 'info');
-    assert.equal(info.event['requestId'], 'req-1');
-    assert.equal(info.event['worker'], 'primary');
-    assert.match(String(info.event['time']), /^\d{4}-\d\d-\d\dT/);
-    assert.deepEqual(info.event['fingerprints'], ['A1B2C3D4E5F60718']);
+    assert.equal(info.event.level, 'info');
+    assert.equal(info.event.requestId, 'req-1');
+    assert.equal(info.event.worker, 'primary');
+    assert.match(String(info.event.time), /^\d{4}-\d\d-\d\dT/);
+    assert.deepEqual(info.event.fingerprints, ['A1B2C3D4E5F60718']);
     assert.equal(info.sourcetype, '_json');
     assert.equal(info.source, 'flowcrypt-ekm');
     assert.equal(info.index, undefined, "the token's default index, not winston-splunk-httplogger's 'winston-index'");
@@ -80,14 +80,14 @@ describe('SplunkHttpLogger', () => {
     await refused.flush();
     assert.equal(untrusted.events.length, 0);
     assert.equal(untrusted.requests.length, 0, 'the TLS handshake failed, so no request carried the token');
-    const loss = stdout.records.find((r) => r['output'] === 'SplunkHttpLogger' && String(r['lastError']).match(/certificate/i));
+    const loss = stdout.records.find((r) => r.output === 'SplunkHttpLogger' && (/certificate/i.exec(String(r.lastError))));
     assert.ok(loss, 'a line on stdout says entries were lost and why');
-    assert.equal(loss['level'], 'warn');
+    assert.equal(loss.level, 'warn');
 
     const accepted = createLogger(splunkConfig(untrusted.url, { disableCertificateValidation: true }));
     accepted.error('arrives');
     await accepted.flush();
-    assert.deepEqual(untrusted.events.map((e) => e.event['message']).filter((m) => m === 'arrives'), ['arrives']);
+    assert.deepEqual(untrusted.events.map((e) => e.event.message).filter((m) => m === 'arrives'), ['arrives']);
   });
 
   it('works with a token that has indexer acknowledgement on (a request channel is sent)', async () => {
@@ -97,7 +97,7 @@ describe('SplunkHttpLogger', () => {
       const logger = createLogger(splunkConfig(acking.url, { disableCertificateValidation: true }));
       logger.info('acknowledged entry');
       await logger.flush();
-      await acking.waitFor((events) => events.some((e) => e.event['message'] === 'acknowledged entry'));
+      await acking.waitFor((events) => events.some((e) => e.event.message === 'acknowledged entry'));
       assert.ok(acking.requests.every((r) => r.status === 200));
     } finally {
       await acking.close();
@@ -111,7 +111,7 @@ describe('SplunkHttpLogger', () => {
     await logger.flush();
     const answered = collector.requests.slice(before);
     assert.ok(answered.length > 0 && answered.every((r) => r.status === 403));
-    const loss = stdout.records.find((r) => r['output'] === 'SplunkHttpLogger' && String(r['lastError']).includes('Invalid token'));
+    const loss = stdout.records.find((r) => r.output === 'SplunkHttpLogger' && String(r.lastError).includes('Invalid token'));
     assert.ok(loss, `expected a loss report, got ${JSON.stringify(stdout.records.slice(-3))}`);
     assert.ok(!stdout.lines.join('\n').includes('wrong-token-0000'));
     assert.ok(!stdout.lines.join('\n').includes(TOKEN));
@@ -139,10 +139,10 @@ describe('SplunkHttpLogger', () => {
   it('warns at start when certificate validation is off or the token would travel over plain http', async () => {
     const logger = createLogger({ ...splunkConfig(collector.url, { disableCertificateValidation: true }), types: ['StdoutLogger', 'SplunkHttpLogger'] });
     await logger.flush();
-    assert.ok(stdout.records.some((r) => r['level'] === 'warn' && /^logger\.splunk\.disable\.certificate\.validation=true/.test(String(r['message']))));
+    assert.ok(stdout.records.some((r) => r.level === 'warn' && String(r.message).startsWith("logger.splunk.disable.certificate.validation=true")));
     const plain = createLogger({ ...splunkConfig('http://splunk.example.com:8088', { disableCertificateValidation: false }), types: ['StdoutLogger', 'SplunkHttpLogger'] });
     await plain.flush();
-    assert.ok(stdout.records.some((r) => r['level'] === 'warn' && /^logger\.splunk\.url is http:/.test(String(r['message']))));
+    assert.ok(stdout.records.some((r) => r.level === 'warn' && String(r.message).startsWith("logger.splunk.url is http:")));
   });
 
   it('takes the event endpoint from a base URL and keeps a full endpoint URL', () => {

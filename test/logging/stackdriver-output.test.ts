@@ -63,24 +63,24 @@ describe('StackdriverLogger', () => {
     request.warn('warn entry');
     request.error('error entry', { stack: 'Error: error entry\n    at handler (file:///srv/ekm/route.js:10:5)' });
     await logger.flush();
-    const entries = await server.waitFor((e) => e.filter((x) => x.jsonPayload?.['message'] !== undefined).length >= 4);
-    const ours = entries.filter((e) => e.jsonPayload?.['message'] !== undefined);
-    const severities = Object.fromEntries(ours.map((e) => [String(e.jsonPayload?.['message']).split(' Error:')[0], e.severity]));
+    const entries = await server.waitFor((e) => e.filter((x) => x.jsonPayload?.message !== undefined).length >= 4);
+    const ours = entries.filter((e) => e.jsonPayload?.message !== undefined);
+    const severities = Object.fromEntries(ours.map((e) => [String(e.jsonPayload?.message).split(' Error:')[0], e.severity]));
     assert.deepEqual(severities, { 'debug entry': 'DEBUG', 'info entry': 'INFO', 'warn entry': 'WARNING', 'error entry': 'ERROR' });
     // Error Reporting reads the stack from the message and groups by the service name.
     const error = ours.find((e) => e.severity === 'ERROR');
-    assert.equal(error?.jsonPayload?.['message'], 'error entry Error: error entry\n    at handler (file:///srv/ekm/route.js:10:5)');
-    assert.deepEqual(error?.jsonPayload?.['serviceContext'], { service: 'flowcrypt-ekm' });
-    const info = ours.find((e) => e.jsonPayload?.['message'] === 'info entry');
+    assert.equal(error?.jsonPayload?.message, 'error entry Error: error entry\n    at handler (file:///srv/ekm/route.js:10:5)');
+    assert.deepEqual(error?.jsonPayload?.serviceContext, { service: 'flowcrypt-ekm' });
+    const info = ours.find((e) => e.jsonPayload?.message === 'info entry');
     assert.ok(info);
     assert.equal(info.logName, `projects/${account.projectId}/logs/flowcrypt-ekm`);
     assert.equal(info.resource?.type, 'generic_node');
-    assert.equal(info.resource?.labels['project_id'], account.projectId);
-    const fields = info.jsonPayload?.['metadata'] as Record<string, unknown>;
-    assert.equal(fields['requestId'], 'req-7');
-    assert.equal(fields['worker'], 'primary');
-    assert.deepEqual(fields['fingerprints'], ['A1B2C3D4E5F60718']);
-    assert.equal(info.timestamp?.toISOString(), fields['time'], 'the entry carries the time it was logged');
+    assert.equal(info.resource?.labels.project_id, account.projectId);
+    const fields = info.jsonPayload?.metadata as Record<string, unknown>;
+    assert.equal(fields.requestId, 'req-7');
+    assert.equal(fields.worker, 'primary');
+    assert.deepEqual(fields.fingerprints, ['A1B2C3D4E5F60718']);
+    assert.equal(info.timestamp?.toISOString(), fields.time, 'the entry carries the time it was logged');
     const write = server.writes.at(-1);
     assert.equal(write?.claims.iss, account.email);
     assert.equal(write?.claims.scope, 'https://www.googleapis.com/auth/logging.write');
@@ -91,8 +91,8 @@ describe('StackdriverLogger', () => {
     const logger = createLogger(stackdriverConfig(account.file, 'trace'), { stackdriverEndpoint: endpoint });
     logger.trace('a trace entry');
     await logger.flush();
-    const entries = await server.waitFor((e) => e.some((x) => x.jsonPayload?.['message'] === 'a trace entry'));
-    assert.equal(entries.find((x) => x.jsonPayload?.['message'] === 'a trace entry')?.severity, 'DEBUG');
+    const entries = await server.waitFor((e) => e.some((x) => x.jsonPayload?.message === 'a trace entry'));
+    assert.equal(entries.find((x) => x.jsonPayload?.message === 'a trace entry')?.severity, 'DEBUG');
   });
 
   it('credentials of another service account are refused by the API and the loss is reported on stdout', async () => {
@@ -103,10 +103,10 @@ describe('StackdriverLogger', () => {
     const logger = createLogger(stackdriverConfig(file), { stackdriverEndpoint: endpoint });
     logger.error('refused entry');
     await logger.flush();
-    assert.ok(!server.entries.some((e) => e.jsonPayload?.['message'] === 'refused entry'));
-    const loss = stdout.records.find((r) => r['output'] === 'StackdriverLogger');
+    assert.ok(!server.entries.some((e) => e.jsonPayload?.message === 'refused entry'));
+    const loss = stdout.records.find((r) => r.output === 'StackdriverLogger');
     assert.ok(loss, 'a line on stdout says entries were lost');
-    assert.match(String(loss['lastError']), /UNAUTHENTICATED|invalid authentication/i);
+    assert.match(String(loss.lastError), /UNAUTHENTICATED|invalid authentication/i);
   });
 
   it('a Cloud Logging endpoint that is down does not hold up logging, and is reported on stdout', async () => {
@@ -126,7 +126,7 @@ describe('StackdriverLogger', () => {
       dead.close();
     }
     // Only this logger's report: an earlier test leaves a StackdriverLogger loss line too.
-    assert.ok(stdout.records.slice(seen).some((r) => r['output'] === 'StackdriverLogger' && Number(r['dropped']) + Number(r['failed']) > 0));
+    assert.ok(stdout.records.slice(seen).some((r) => r.output === 'StackdriverLogger' && Number(r.dropped) + Number(r.failed) > 0));
   });
 
   it('a bad credentials file is a ConfigError at start naming the property and file, never the key', () => {

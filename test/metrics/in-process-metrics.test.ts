@@ -29,7 +29,8 @@ describe('metrics of requests, the store and token verification, in process', ()
     };
     app = await startInProcessApp({ authenticator: measuredAuthenticator({ authenticate: refuse }), wrapStore: (s) => new MeasuredStore(s) });
     ({ base, inner } = app);
-    store = app.store as MeasuredStore;
+    assert.ok(app.store instanceof MeasuredStore);
+    store = app.store;
   });
 
   after(async () => {
@@ -63,7 +64,7 @@ describe('metrics of requests, the store and token verification, in process', ()
       probe: async () => {
         throw new StoreUnavailableError('test outage');
       },
-    } as Store);
+    });
     await assert.rejects(failing.probe(), StoreUnavailableError);
     assert.equal(await value('ekm_store_up'), 0);
     assert.ok((await value('ekm_store_operations_total', { operation: 'probe', outcome: 'ERR_STORE_UNAVAILABLE' }))! >= 1);
@@ -80,7 +81,7 @@ describe('metrics of requests, the store and token verification, in process', ()
       listByKeyId: async () => {
         throw new KeyIdIndexBuildingError();
       },
-    } as Store);
+    });
     await indexing.probe();
     await assert.rejects(indexing.listByKeyId(FINGERPRINT), KeyIdIndexBuildingError);
     assert.equal(await value('ekm_store_up'), 1);

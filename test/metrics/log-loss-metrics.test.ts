@@ -8,7 +8,7 @@ import { freePort } from '../../testbed/processes.js';
 describe('log entries lost per output, in the metrics', () => {
   it('counts the entries a Splunk collector that cannot be reached did not take', async () => {
     const port = await freePort(); // nothing listens there: every delivery fails
-    const lost = async () => (await registry.getSingleMetric('ekm_log_entries_lost_total')!.get()).values.find((v) => v.labels['output'] === 'SplunkHttpLogger' && v.labels['reason'] === 'failed')?.value ?? 0;
+    const lost = async () => (await registry.getSingleMetric('ekm_log_entries_lost_total')!.get()).values.find((v) => v.labels.output === 'SplunkHttpLogger' && v.labels.reason === 'failed')?.value ?? 0;
     const before = await lost();
     // The loss report goes to stdout: kept out of the test runner's output.
     const capture = new StdoutCapture().start();

@@ -31,7 +31,7 @@ const NODE_WARNING = /\(node:\d+\)|\b[A-Z]\w*Warning: /;
 const EMAIL = 'alice@example.com';
 
 function skipReason(): string | false {
-  if (process.env['EKM_PACKAGE_TEST'] !== '1') {
+  if (process.env.EKM_PACKAGE_TEST !== '1') {
     return 'the Debian package test boots a container and takes minutes: run it with .ci/package-test (or EKM_PACKAGE_TEST=1)';
   }
   if (process.getuid?.() !== 0) return 'the Debian package test needs root (debootstrap, systemd-nspawn)';
@@ -135,9 +135,12 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     if (work !== undefined) rmSync(work, { recursive: true, force: true });
   });
 
-  const step = (name: string, fn: () => Promise<void>) =>
+  const step = (name: string, fn: () => Promise<void>): void => {
     it(name, async (t) => {
-      if (failed) return t.skip('an earlier step failed');
+      if (failed) {
+        t.skip('an earlier step failed');
+        return;
+      }
       try {
         await fn();
       } catch (e) {
@@ -145,6 +148,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
         throw e;
       }
     });
+  };
 
   step('installs with apt on a system that has only the base packages', async () => {
     writeFileSync(container.path('/root/ekm.deb'), readFileSync(deb));
@@ -243,7 +247,7 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
   const assertKeyServed = async () => {
     const got = await api('GET', '/v1/keys/private', await token());
     assert.equal(got.status, 200, JSON.stringify(got.json));
-    const { privateKeys } = got.json as { privateKeys: Array<{ decryptedPrivateKey: string }> };
+    const { privateKeys } = got.json as { privateKeys: { decryptedPrivateKey: string }[] };
     assert.equal(privateKeys.length, 1);
     const key = await openpgp.readPrivateKey({ armoredKey: privateKeys[0]!.decryptedPrivateKey });
     assert.equal(key.getFingerprint(), fingerprint);

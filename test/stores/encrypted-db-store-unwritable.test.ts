@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { inspect } from 'node:util';
 import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { KeyIdIndexBuildingError, StoreReadOnlyError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
@@ -32,7 +33,7 @@ async function eventually<T>(lookup: () => Promise<T>, check: (outcome: { value?
   for (;;) {
     const outcome: { value?: T; error?: unknown } = await lookup().then((value) => ({ value }), (error: unknown) => ({ error }));
     if (check(outcome)) return;
-    if (Date.now() > deadline) assert.fail(`no settled answer in 15 s: ${String(outcome.error ?? JSON.stringify(outcome.value))}`);
+    if (Date.now() > deadline) assert.fail(`no settled answer in 15 s: ${outcome.error === undefined ? JSON.stringify(outcome.value) : inspect(outcome.error)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -109,7 +110,7 @@ describe('EncryptedDbStore on files it may not write', { skip: mountUnsupportedR
       await new Promise((r) => setTimeout(r, 1100));
       // Lookups alone bring the writer back, migrate the database and build the index.
       await eventually(() => store.listByKeyId(real.subkeyLongId), ({ value, error }) => {
-        if (error !== undefined && !(error instanceof StoreUnavailableError || error instanceof KeyIdIndexBuildingError)) throw error;
+        if (!(error instanceof StoreUnavailableError || error instanceof KeyIdIndexBuildingError)) assert.ifError(error);
         return value !== undefined;
       });
       assert.deepEqual(await store.listByKeyId(real.subkeyLongId), [real.key]);

@@ -46,7 +46,9 @@ function recordingStore(): { store: Store; calls: [string, unknown[]][] } {
     upsert: record('upsert', Promise.resolve('added')),
     delete: record('delete', Promise.resolve(true)),
     count: record('count', Promise.resolve(0)),
-    all: record('all', (async function* () {})()),
+    all: record('all', (async function* () {
+      // no keys
+    })()),
     close: record('close', Promise.resolve()),
   } as Store;
   return { store, calls };
@@ -55,9 +57,9 @@ function recordingStore(): { store: Store; calls: [string, unknown[]][] } {
 async function callEvery(store: Store, skip: Partial<Record<Method, string>>): Promise<void> {
   for (const [method, args] of Object.entries(CALLS) as [Method, unknown[]][]) {
     if (skip[method] !== undefined) continue;
-    const fn = store[method] as ((...a: unknown[]) => unknown) | undefined;
+    const fn: unknown = Reflect.get(store, method);
     assert.equal(typeof fn, 'function', `${store.constructor.name} has no ${method}`);
-    const result = fn!.apply(store, args);
+    const result = (fn as (...a: unknown[]) => unknown).apply(store, args);
     if (method === 'all') for await (const _ of result as AsyncIterable<StoredKey>);
     else await result;
   }

@@ -3,12 +3,14 @@
  * test's own subject), the OpenID Connect authenticator and SimpleAcl. A test spreads its own
  * properties after these, so any of them can be overridden.
  */
-export function baseProperties(options: {
-  readonly orgId?: string;
-  /** The development IdP the daemon verifies tokens against; without it, an issuer never contacted. */
-  readonly idp?: { readonly issuer: string; readonly jwksUri: string };
-  readonly audience?: string;
-} = {}): Record<string, string> {
+export function baseProperties(
+  options: {
+    readonly orgId?: string;
+    /** The development IdP the daemon verifies tokens against; without it, an issuer never contacted. */
+    readonly idp?: { readonly issuer: string; readonly jwksUri: string };
+    readonly audience?: string;
+  } = {},
+): Record<string, string> {
   return {
     'org.id': options.orgId ?? 'test.org',
     'api.https.enabled': 'false',

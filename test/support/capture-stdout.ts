@@ -1,4 +1,4 @@
-type ConsoleStreams = { _stdout: { write: (chunk: string | Uint8Array, ...rest: unknown[]) => boolean } };
+interface ConsoleStreams { _stdout: { write: (chunk: string | Uint8Array, ...rest: unknown[]) => boolean } }
 
 /**
  * What StdoutLogger writes between start() and stop(). winston's Console transport writes to
@@ -49,10 +49,12 @@ export class StdoutCapture {
     return this.lines.flatMap((line) => {
       try {
         const value: unknown = JSON.parse(line);
-        return typeof value === 'object' && value !== null ? [value as Record<string, unknown>] : [];
+        return isRecord(value) ? [value] : [];
       } catch {
         return [];
       }
     });
   }
 }
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null;

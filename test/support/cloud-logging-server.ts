@@ -76,7 +76,7 @@ export class CloudLoggingServer {
       WriteLogEntries: (call: grpc.ServerUnaryCall<WriteLogEntriesRequest, object>, callback: grpc.sendUnaryData<object>) => {
         stand.writeLogEntries(call).then(
           () => callback(null, {}),
-          (error: grpc.ServiceError) => callback(error),
+          (error: unknown) => callback(error as grpc.ServiceError),
         );
       },
     });
@@ -152,7 +152,7 @@ export class CloudLoggingServer {
         issuer: this.options.serviceAccount.email,
         subject: this.options.serviceAccount.email,
       });
-      const scopes = typeof payload['scope'] === 'string' ? payload['scope'].split(' ') : [];
+      const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
       if (!scopes.includes(LOGGING_WRITE_SCOPE) && !String(payload.aud ?? '').startsWith('https://logging.googleapis.com')) {
         throw new Error(`neither the ${LOGGING_WRITE_SCOPE} scope nor the logging audience`);
       }

@@ -21,7 +21,11 @@ export class DaemonWithIdp {
     private readonly dir: string,
   ) {}
 
-  static async start(options: { readonly orgId: string; readonly audience: string; readonly properties?: Readonly<Record<string, string>> }): Promise<DaemonWithIdp> {
+  static async start(options: {
+    readonly orgId: string;
+    readonly audience: string;
+    readonly properties?: Readonly<Record<string, string>>;
+  }): Promise<DaemonWithIdp> {
     const pki = new TestPki();
     const dir = mkdtempSync(join(tmpdir(), 'ekm-e2e-'));
     let idp: OpenIdProvider | undefined;

@@ -7,4 +7,4 @@ import { TestPki } from '../../testbed/test-pki.js';
  * loads @grpc/grpc-js. A daemon started by a test gets the same variable in its environment.
  */
 export const grpcTestPki = new TestPki('EKM Test gRPC CA');
-process.env['GRPC_DEFAULT_SSL_ROOTS_FILE_PATH'] = grpcTestPki.caCertFile;
+process.env.GRPC_DEFAULT_SSL_ROOTS_FILE_PATH = grpcTestPki.caCertFile;

@@ -63,10 +63,9 @@ async function flood(plan: FloodPlan): Promise<void> {
       );
     }
   }
-  parentPort!.once('message', async () => {
+  parentPort!.once('message', () => {
     stopping = true;
-    await Promise.all(loops);
-    parentPort!.postMessage({ answers, failures } satisfies FloodResult);
+    void Promise.all(loops).then(() => parentPort!.postMessage({ answers, failures } satisfies FloodResult));
   });
   parentPort!.postMessage('started');
 }

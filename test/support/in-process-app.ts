@@ -11,6 +11,7 @@ import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from './memory-logger.js';
 import { propertiesText } from '../../testbed/ekm-daemon.js';
 import { baseProperties, encryptedDbProperties } from './base-properties.js';
+import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
@@ -27,7 +28,7 @@ export interface InProcessApp {
   readonly store: Store;
   /** The store as opened, before `wrapStore`. */
   readonly inner: Store;
-  close(): Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 export async function startInProcessApp(options: {
@@ -40,8 +41,14 @@ export async function startInProcessApp(options: {
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
-  const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} } });
-  const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+  const app = createApp({
+    config: parseConfig(text, join(dir, 'ekm.properties')),
+    logger,
+    store,
+    authenticator: options.authenticator,
+    acl: { authorizePrivateKeys: () => {} },
+  });
+  const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return {
     base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,

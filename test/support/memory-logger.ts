@@ -16,5 +16,7 @@ export class MemoryLogger implements Logger {
   warn(m: string, f?: LogFields): void { this.log('warn', m, f); }
   error(m: string, f?: LogFields): void { this.log('error', m, f); }
   child(fields: LogFields): Logger { return new MemoryLogger({ ...this.fields, ...fields }, this.entries); }
-  async flush(): Promise<void> {}
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -138,10 +138,10 @@ export class SplunkHecReceiver {
       }
       const event = value as Record<string, unknown>;
       if (!('event' in event)) return { status: 400, body: { text: 'Event field is required', code: 12, 'invalid-event-number': number } };
-      if (event['event'] === '' || event['event'] === null) {
+      if (event.event === '' || event.event === null) {
         return { status: 400, body: { text: 'Event field cannot be blank', code: 13, 'invalid-event-number': number } };
       }
-      if (typeof event['index'] === 'string' && !(this.options.indexes ?? ['main']).includes(event['index'])) {
+      if (typeof event.index === 'string' && !(this.options.indexes ?? ['main']).includes(event.index)) {
         return { status: 400, body: { text: 'Incorrect index', code: 7, 'invalid-event-number': number } };
       }
       accepted.push(event as unknown as HecEvent);
@@ -171,7 +171,7 @@ function splitConcatenatedJson(body: string): string[] {
     } else if (c === '}') {
       depth--;
       if (depth === 0) out.push(body.slice(start, i + 1));
-    } else if (depth === 0 && !/\s/.test(c as string)) {
+    } else if (depth === 0 && !/\s/.test(c!)) {
       // Text outside any object: let JSON.parse report it as invalid.
       out.push(body.slice(i));
       break;

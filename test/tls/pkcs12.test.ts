@@ -37,7 +37,7 @@ describe('PKCS#12 keystores', () => {
         (e: unknown) =>
           e instanceof ConfigError &&
           e.message.includes(file) &&
-          /wrong password/.test(e.message) &&
+          e.message.includes('wrong password') &&
           !e.message.includes('wrong-password') &&
           !e.message.includes('right-password'),
       );

@@ -80,7 +80,7 @@ export function privateKeyRoutes(router: Router<EkmState>, config: Config, authe
  * asserts about the key must match it.
  */
 function submittedKey(body: Record<string, unknown>): { armored: string; claimed: ClaimedKeyFacts } {
-  const armored = body['privateKey'] === undefined && body['decryptedPrivateKey'] !== undefined ? stringField(body, 'decryptedPrivateKey') : stringField(body, 'privateKey');
+  const armored = body.privateKey === undefined && body.decryptedPrivateKey !== undefined ? stringField(body, 'decryptedPrivateKey') : stringField(body, 'privateKey');
   return {
     armored,
     claimed: { publicKey: optionalStringField(body, 'publicKey'), fingerprint: optionalStringField(body, 'fingerprint'), longid: optionalStringField(body, 'longid') },

@@ -59,7 +59,7 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
   const keys = (domainOf: (ctx: Ctx) => string | undefined) => async (ctx: Ctx) => {
     publicHeaders(ctx);
     const domain = requireServed(domainOf(ctx));
-    const hash = ctx.params['hash'] ?? '';
+    const hash = ctx.params.hash ?? '';
     if (!WKD_HASH_PATTERN.test(hash)) throw new NotFoundError('Not a Web Key Directory hash', 'Expected 32 z-base-32 characters');
     const local = localPartParameter(ctx.querystring);
     if (local === undefined || local === '') {
@@ -92,7 +92,7 @@ export function wkdRoutes(router: Router<EkmState>, config: Config, store: Store
     ctx.body = '';
   };
 
-  const pathDomain = (ctx: Ctx) => (ctx.params['domain'] === undefined ? undefined : normalizeDomain(ctx.params['domain']));
+  const pathDomain = (ctx: Ctx) => (ctx.params.domain === undefined ? undefined : normalizeDomain(ctx.params.domain));
   router.get('/.well-known/openpgpkey/hu/:hash', keys(directDomain));
   router.get('/.well-known/openpgpkey/policy', policy(directDomain));
   router.get('/.well-known/openpgpkey/:domain/hu/:hash', keys(pathDomain));

@@ -66,8 +66,9 @@ export function decodeRecord(material: Uint8Array): KeyRecord | undefined {
   } catch {
     return undefined;
   }
+  if (parsed === null || typeof parsed !== 'object') return undefined;
   const r = parsed as Record<string, unknown>;
-  if (r === null || typeof r !== 'object' || r['v'] !== RECORD_VERSION) return undefined;
+  if (r.v !== RECORD_VERSION) return undefined;
   const { e, f, k, p, c, w } = r;
   if (typeof e !== 'string' || typeof f !== 'string' || typeof k !== 'string' || typeof p !== 'string') return undefined;
   if (typeof c !== 'number' || typeof w !== 'number') return undefined;

@@ -39,7 +39,7 @@ export class KmipConnection {
     private readonly endpoint: KmipEndpoint,
   ) {
     socket.on('data', (data: Buffer) => this.onData(data));
-    socket.on('error', (e) => this.fail(describeSocketError(e, 'request', endpoint), true));
+    socket.on('error', (e: Error) => this.fail(describeSocketError(e, 'request', endpoint), true));
     socket.on('close', () => this.fail(new KmipUnavailableError(`The KMIP server at ${where(endpoint)} closed the connection`, true), false));
   }
 
@@ -181,9 +181,11 @@ function checkServer(host: string, cert: PeerCertificate, endpoint: KmipEndpoint
   const nameError = tls.checkServerIdentity(host, cert);
   if (nameError !== undefined) return nameError;
   const seen = new Set<PeerCertificate>();
-  for (let c: PeerCertificate | undefined = cert; c !== undefined && !seen.has(c); c = (c as tls.DetailedPeerCertificate).issuerCertificate) {
+  for (let c: PeerCertificate | undefined = cert; c !== undefined && !seen.has(c); c = (c as tls.DetailedPeerCertificate).issuerCertificate as PeerCertificate | undefined) {
     seen.add(c);
-    if (c.raw !== undefined && endpoint.trustAnchors.some((anchor) => anchor.equals(c!.raw))) return undefined;
+    // Node leaves `raw` out of an empty certificate object, whatever its type says.
+    const raw = c.raw as Buffer | undefined;
+    if (raw !== undefined && endpoint.trustAnchors.some((anchor) => anchor.equals(raw))) return undefined;
   }
   return Object.assign(new Error('its chain does not lead to a trusted CA'), { code: 'ERR_KMIP_UNTRUSTED_CHAIN' });
 }
@@ -222,7 +224,7 @@ function describeSocketError(e: Error, phase: 'connect' | 'handshake' | 'request
         ? 'it does not trust the CA that issued the client certificate in store.kmip.key.file'
         : name === 'UNSUPPORTED_CERTIFICATE'
           ? 'it does not accept the client certificate in store.kmip.key.file for a client: does the certificate carry extendedKeyUsage=clientAuth?'
-          : /CERTIFICATE/.test(name)
+          : name.includes('CERTIFICATE')
             ? 'it does not accept the client certificate in store.kmip.key.file'
             : 'it does not accept the client certificate in store.kmip.key.file, or none of its TLS versions and ciphers';
     return make(`TLS handshake failed: ${at} refused the connection (TLS alert: ${name.toLowerCase().replace(/_/g, ' ')}); ${why}`);

@@ -71,7 +71,7 @@ export function fromWireError(w: WireError): Error {
 }
 
 /** A cluster worker's request to the primary; `hello` checks that the primary hosts the engine. */
-export type IpcRequest = { readonly tag: typeof IPC_REQUEST; readonly id: number; readonly request: EngineRequest | { readonly op: 'hello' } };
+export interface IpcRequest { readonly tag: typeof IPC_REQUEST; readonly id: number; readonly request: EngineRequest | { readonly op: 'hello' } }
 export type IpcReply = { readonly tag: typeof IPC_REPLY } & EngineReply;
 
 /** Tags on cluster IPC messages, so they never mix with the lead's own worker messages. */

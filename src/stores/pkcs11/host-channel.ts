@@ -63,7 +63,7 @@ export class HostChannel implements EngineChannel {
       this.pending.set(id, { resolve, reject, timer });
       const message: IpcRequest = { tag: IPC_REQUEST, id, request };
       process.send!(message, undefined, undefined, (e) => {
-        if (e === null || e === undefined) return;
+        if (!e) return;
         this.pending.delete(id);
         clearTimeout(timer);
         reject(new StoreUnavailableError('The primary process cannot be reached'));

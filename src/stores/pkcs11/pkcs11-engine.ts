@@ -68,7 +68,7 @@ export class Pkcs11Engine implements EngineChannel {
   /** Gives back one acquire; the last one stops the thread (C_Logout, C_Finalize). */
   async release(): Promise<void> {
     const shared = engines.get(this.config.module);
-    if (shared === undefined || shared.engine !== this || --shared.users > 0) return;
+    if (shared?.engine !== this || --shared.users > 0) return;
     engines.delete(this.config.module);
     this.closing = true;
     const thread = this.thread ?? (await this.starting?.catch(() => undefined));
@@ -138,10 +138,11 @@ export class Pkcs11Engine implements EngineChannel {
             break;
         }
       });
-      thread.on('error', (e) => {
+      thread.on('error', (thrown: unknown) => {
+        const name = thrown instanceof Error ? thrown.name : typeof thrown;
         // Only the error's name: a module's message could echo what it was given.
-        this.logger.error('The PKCS#11 engine thread failed', { error: e.name });
-        if (!ready) reject(new StoreUnavailableError(`The PKCS#11 engine could not start (${e.name})`));
+        this.logger.error('The PKCS#11 engine thread failed', { error: name });
+        if (!ready) reject(new StoreUnavailableError(`The PKCS#11 engine could not start (${name})`));
       });
       thread.on('exit', () => {
         if (this.thread === thread) this.thread = undefined;

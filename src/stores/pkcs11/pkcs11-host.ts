@@ -39,8 +39,14 @@ export async function startPkcs11Host(config: Pkcs11StoreConfig, logger: Logger)
       if (worker.isConnected()) worker.send(r);
     };
     const { id, request } = message;
-    if (request.op === 'hello') return reply({ tag: IPC_REPLY, id, ok: true, value: null });
-    if (!OPS.has(request.op)) return reply({ tag: IPC_REPLY, id, ok: false, error: toWireError(new TypeError('unknown operation')) });
+    if (request.op === 'hello') {
+      reply({ tag: IPC_REPLY, id, ok: true, value: null });
+      return;
+    }
+    if (!OPS.has(request.op)) {
+      reply({ tag: IPC_REPLY, id, ok: false, error: toWireError(new TypeError('unknown operation')) });
+      return;
+    }
     engine.call(request).then(
       (value) => reply({ tag: IPC_REPLY, id, ok: true, value }),
       (e: unknown) => reply({ tag: IPC_REPLY, id, ok: false, error: toWireError(e) }),

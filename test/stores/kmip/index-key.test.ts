@@ -39,7 +39,10 @@ describe('KMIP index key', () => {
     // Another certificate subject: PyKMIP shows it none of the objects the first one registered.
     const stranger = kmip().pki.issue('other-ekm-host', { clientAuth: true, serverAuth: false });
     const daemon = await openKmipStore(kmip().storeConfig({ key: kmip().keystore('openssl', stranger) }), { logger: new MemoryLogger(), setup: false });
-    await assert.rejects(daemon.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /no EKM index key this client may see.*same certificate subject CN/.test(e.details));
+    await assert.rejects(
+      daemon.listByEmail(key.email),
+      (e: unknown) => e instanceof StoreUnavailableError && /no EKM index key this client may see.*same certificate subject CN/.test(e.details),
+    );
     await assert.rejects(daemon.probe(), StoreUnavailableError);
     // The right identity, also not allowed to create, finds the existing key.
     const sameIdentity = await openKmipStore(kmip().storeConfig({ key: kmip().keystore('keytool') }), { logger: new MemoryLogger(), setup: false });
@@ -58,7 +61,7 @@ describe('KMIP index key', () => {
 
     await assert.rejects(store.probe(), (e: unknown) => e instanceof StoreUnavailableError && /index key .* is gone/.test(e.details));
     const newcomer = await openKmipStore(kmip().storeConfig(), { logger: new MemoryLogger(), setup: true });
-    await assert.rejects(newcomer.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && /restore it/.test(e.details));
+    await assert.rejects(newcomer.listByEmail(key.email), (e: unknown) => e instanceof StoreUnavailableError && e.details.includes('restore it'));
     assert.deepEqual(readLocated(await client.one(locateIndexKey(), 'Locate')), [], 'no new index key was made');
     await Promise.all([store.close(), newcomer.close(), client.close()]);
   });

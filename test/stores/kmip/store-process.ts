@@ -28,9 +28,9 @@ export async function runStoreProcess(config: KmipStoreConfig, job: StoreJob): P
 }
 
 async function main(): Promise<void> {
-  const config = JSON.parse(process.env['EKM_KMIP_CONFIG']!) as KmipStoreConfig;
+  const config = JSON.parse(process.env.EKM_KMIP_CONFIG!) as KmipStoreConfig;
   let input = '';
-  for await (const chunk of process.stdin) input += chunk;
+  for await (const chunk of process.stdin) input += String(chunk);
   const job = JSON.parse(input) as StoreJob;
   const store = await openKmipStore(config, { logger: new MemoryLogger(), setup: true });
   try {
@@ -45,4 +45,4 @@ async function main(): Promise<void> {
 }
 
 // Only as the child process: `node --test` may load this file too, where it must do nothing.
-if (process.env['EKM_KMIP_STORE_PROCESS'] === '1') await main();
+if (process.env.EKM_KMIP_STORE_PROCESS === '1') await main();

@@ -69,7 +69,10 @@ export async function startHarness(config: Pkcs11StoreConfig, workers: number): 
         forked.map(
           (w) =>
             new Promise<void>((resolve) => {
-              if (w.isDead()) return resolve();
+              if (w.isDead()) {
+                resolve();
+                return;
+              }
               w.once('exit', () => resolve());
               w.kill();
             }),

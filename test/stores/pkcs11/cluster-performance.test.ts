@@ -31,7 +31,7 @@ describe(`Pkcs11Store lookups among ${USERS} users`, { timeout: 300_000 }, () =>
   });
 
   it('keeps the event loops free and answers in tens of milliseconds', async (t) => {
-    type Bench = { latencies: number[]; maxEventLoopDelayMs: number; eventLoopUtilization: number };
+    interface Bench { latencies: number[]; maxEventLoopDelayMs: number; eventLoopUtilization: number }
     const [a, b, observer] = h.workers as [Worker, Worker, Worker];
     const emails = Array.from({ length: LOOKUPS }, (_, i) => `user${(i * 7919) % USERS}@perf.example`);
     const primaryLoop = monitorEventLoopDelay({ resolution: 1 });

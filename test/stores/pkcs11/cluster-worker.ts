@@ -10,7 +10,7 @@ import type { HarnessCommand, HarnessReply } from './cluster-harness.js';
  * A cluster worker of the harness: opens the store as the daemon's workers do, runs commands.
  * The test runner also loads this file as a test file; it then does nothing.
  */
-const module = process.env['EKM_TEST_PKCS11_MODULE'];
+const module = process.env.EKM_TEST_PKCS11_MODULE;
 const store = cluster.isWorker && module !== undefined ? await openPkcs11Store({ type: 'Pkcs11Store', module, pin: '' }, { logger: new MemoryLogger() }) : undefined;
 
 if (store !== undefined) {

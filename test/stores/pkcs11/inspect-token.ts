@@ -55,10 +55,10 @@ function inspect(module: string, tokenLabel: string, pin: string): void {
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_DATA },
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_APPLICATION, value: attr(target, pkcs11js.CKA_APPLICATION) as Buffer },
+      { type: pkcs11js.CKA_APPLICATION, value: attr(target, pkcs11js.CKA_APPLICATION) },
       { type: pkcs11js.CKA_LABEL, value: to },
-      { type: pkcs11js.CKA_OBJECT_ID, value: attr(target, pkcs11js.CKA_OBJECT_ID) as Buffer },
-      { type: pkcs11js.CKA_VALUE, value: attr(source, pkcs11js.CKA_VALUE) as Buffer },
+      { type: pkcs11js.CKA_OBJECT_ID, value: attr(target, pkcs11js.CKA_OBJECT_ID) },
+      { type: pkcs11js.CKA_VALUE, value: attr(source, pkcs11js.CKA_VALUE) },
     ]);
     p.C_DestroyObject(s, target);
   } else if (action === 'forget-key-ids') {

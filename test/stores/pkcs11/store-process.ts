@@ -13,7 +13,7 @@ export type StoreProcessCommand =
   | { readonly id: number; readonly command: 'delete'; readonly email: string; readonly fingerprint: string }
   | { readonly id: number; readonly command: 'close' };
 
-const settings = process.env['EKM_TEST_STORE_PROCESS'];
+const settings = process.env.EKM_TEST_STORE_PROCESS;
 if (settings !== undefined && process.send !== undefined) {
   const { module, pin } = JSON.parse(settings) as { module: string; pin: string };
   const store = await openPkcs11Store({ type: 'Pkcs11Store', module, pin }, { logger: new MemoryLogger() });
