@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { exportKeys } from '../../src/cli/export-keys.js';
 import { importKeys } from '../../src/cli/import-keys.js';
 import { parseConfig } from '../../src/config/load-config.js';
@@ -13,21 +13,17 @@ import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 import { openStore } from '../../src/stores/store-registry.js';
 import type { StoredKey } from '../../src/stores/store.js';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { PykmipServer } from '../support/pykmip-server.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties } from '../support/base-properties.js';
 
 const COMMON = {
-  'org.id': 'export-test.org',
+  ...baseProperties({ orgId: 'export-test.org', audience: 'export-test' }),
   'org.domains': 'a.test,b.test',
-  'api.https.enabled': 'false',
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://issuer.invalid',
-  'auth.openid.audience': 'export-test',
-  'acl.type': 'SimpleAcl',
 } as const;
 
 /** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */
@@ -40,7 +36,7 @@ const encryptedDbStore = (dir: string) => ({ 'store.type': 'EncryptedDbStore', '
 
 /**
  * Stores an export is imported into. Another store type joins the round trip with one line here
- * (starting its server or token in `setup`, e.g. with the helpers in test/support/).
+ * (starting its server or token in `setup`, e.g. with the helpers in testbed/).
  */
 const TARGET_STORES: readonly TargetStore[] = [
   { name: 'EncryptedDbStore', setup: async (dir) => ({ properties: encryptedDbStore(dir) }) },
