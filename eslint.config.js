@@ -65,9 +65,9 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**/*.ts'],
+    files: ['test/**/*.ts', 'testbed/**/*.ts'],
     rules: {
-      // Off in tests only: an answer's JSON body (test/support/http-client.ts `json`, JSON.parse) is
+      // Off in tests only: an answer's JSON body (testbed/http-client.ts `json`, JSON.parse) is
       // `any`, and tests read it field by field to assert on it; node:assert fails on any other shape,
       // so the type adds nothing a failing test does not already say.
       '@typescript-eslint/no-unsafe-member-access': 'off',

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { OpenIdProvider } from './openid-provider.js';
+import { OpenIdProvider } from '../testbed/openid-provider.js';
 
 export const DEV_DIR = resolve(import.meta.dirname, '../../dev');
 export const DEV_IDP_FILE = join(DEV_DIR, 'idp.json');

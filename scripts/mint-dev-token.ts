@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { JWK } from 'jose';
-import { mintWithJwk } from './openid-provider.js';
+import { mintWithJwk } from '../testbed/openid-provider.js';
 
 const email = process.argv[2];
 if (!email?.includes('@')) {

@@ -105,6 +105,8 @@ gzip -9n <debian/flowcrypt-ekm.1 >"$root/usr/share/man/man1/flowcrypt-ekm.1.gz"
 # Documentation.
 install -m 0644 debian/README.Debian "$doc/"
 [ -f README.md ] && install -m 0644 README.md "$doc/"
+# The operator guide: the man page and README.Debian point at it.
+install -m 0644 docs/operator-guide.md docs/security.md "$doc/"
 install -m 0644 etc/flowcrypt-email-key-manager.properties "$doc/examples/"
 install -m 0644 etc/haproxy/flowcrypt-ekm.cfg "$doc/examples/haproxy-flowcrypt-ekm.cfg"
 changelog=$stage/changelog

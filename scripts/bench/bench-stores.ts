@@ -11,8 +11,8 @@ import type { Logger } from '../../src/logging/logger.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
 import { openPkcs11Store } from '../../src/stores/pkcs11-store.js';
-import { PykmipServer } from '../../test/support/pykmip-server.js';
-import { createSoftHsmToken, SOFTHSM2_MODULE, useSoftHsmToken } from '../../test/support/softhsm-token.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { createSoftHsmToken, SOFTHSM2_MODULE, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 import type { Store } from '../../src/stores/store.js';
 import { DOMAIN } from './fixtures.js';
 import { seedStore, syntheticEmail, type BenchUser } from './seed-store.js';
@@ -150,7 +150,7 @@ async function lookupMedianMs(open: () => Promise<Store>, emails: readonly strin
 }
 
 /**
- * KmipStore on a real PyKMIP server (test/support/pykmip-server.ts), seeded through the store for
+ * KmipStore on a real PyKMIP server (testbed/pykmip-server.ts), seeded through the store for
  * each run. PyKMIP's Locate is linear in the objects it holds and the server is one Python process,
  * so this row is about the EKM's overhead next to the server's own round trip, at a small size.
  */
@@ -178,7 +178,7 @@ const kmipStore: StoreUnderTest = {
 };
 
 /**
- * Pkcs11Store on a fresh SoftHSM2 token (test/support/softhsm-token.ts), seeded through the store
+ * Pkcs11Store on a fresh SoftHSM2 token (testbed/softhsm-token.ts), seeded through the store
  * from this process before the daemon starts (whose primary then hosts the token session for its
  * workers); the round trip is measured the same way once the daemon has stopped.
  */

@@ -16,8 +16,8 @@ import { join, resolve } from 'node:path';
 import { BASELINE_KINDS, type BaselineKind } from './baseline-server.js';
 import { STORES_UNDER_TEST, type PreparedStore, type SubjectId } from './bench-stores.js';
 import { AUDIENCE, benchUsers, DOMAIN, startIdp, type Idp } from './fixtures.js';
-import { freePort } from '../../test/support/processes.js';
-import { MAIN, writeProperties } from '../../test/support/ekm-daemon.js';
+import { freePort } from '../../testbed/processes.js';
+import { MAIN, writeProperties } from '../../testbed/ekm-daemon.js';
 import { ServerProcess } from './server-process.js';
 import { ensureWrk, runWrk, writeRequests, type BenchRequest, type WrkResult } from './wrk.js';
 

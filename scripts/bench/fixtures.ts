@@ -1,5 +1,5 @@
 /**
- * What the benchmark serves and sends: a real HTTPS OpenID provider (scripts/openid-provider.ts),
+ * What the benchmark serves and sends: a real HTTPS OpenID provider (testbed/openid-provider.ts),
  * ID tokens signed by it, and a few users with real OpenPGP keys, kept between runs in the
  * git-ignored cache folder because RSA key generation takes seconds per key.
  */
@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createPrivateKey, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OpenIdProvider } from '../openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { makeBenchUsers, type BenchUser } from './seed-store.js';
 
 export const AUDIENCE = 'ekm-bench-client';

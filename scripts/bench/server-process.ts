@@ -6,8 +6,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs';
-import http from 'node:http';
-import { childPids, isAlive } from '../../test/support/processes.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from '../../testbed/http-client.js';
+import { childPids, isAlive } from '../../testbed/processes.js';
 
 export interface ServerStart {
   /** Shown in messages. */
@@ -17,7 +18,7 @@ export interface ServerStart {
   readonly logFile: string;
   /** Polled until it answers 200: its time is the "ready" figure. */
   readonly readyUrl: string;
-  readonly readyHeaders?: http.OutgoingHttpHeaders;
+  readonly readyHeaders?: Record<string, string>;
   /** Worker processes to wait for after the first 200. */
   readonly workers: number;
   /** A line the server prints once every worker serves, waited for after the first 200. */
@@ -62,7 +63,8 @@ export class ServerProcess {
       if (Date.now() > deadline) {
         throw new Error(`${options.name} did not answer 200 at ${options.readyUrl} in time; its output is in ${options.logFile}`);
       }
-      if ((await status(options.readyUrl, options.readyHeaders)) === 200) readyMs = performance.now() - started;
+      const answer = await request(options.readyUrl, { headers: options.readyHeaders, timeoutMs: 2000 }).catch(() => undefined);
+      if (answer?.status === 200) readyMs = performance.now() - started;
       else await sleep(5);
     }
     const server = new ServerProcess(options.name, child, options.logFile, readyMs);
@@ -146,20 +148,5 @@ function tryKill(pid: number): void {
   } catch {
     // Already gone.
   }
-}
-
-function status(url: string, headers: http.OutgoingHttpHeaders = {}): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { headers, agent: false, timeout: 2000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-    });
-    req.on('error', () => resolve(undefined));
-    req.on('timeout', () => req.destroy());
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 

@@ -1,5 +1,5 @@
 /**
- * Runs wrk (the load generator the issue settled on: lighter than autocannon, which took most of a
+ * Runs wrk (the load generator chosen because it is lighter than autocannon, which took most of a
  * core here) with a Lua script that replays a file of pre-built requests, one per line, so every
  * request can carry its own token and body. The script prints its figures as one JSON line.
  */

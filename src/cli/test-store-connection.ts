@@ -10,7 +10,7 @@ const MAX_LISTED = 50;
 /**
  * `--test-store-connection`: opens the configured store, issues one search (the probe), reports
  * the round trip latency, checks that the store can be written where it can tell, and closes,
- * printing the steps the original prints. Then it reads every
+ * printing the steps docs/operator-guide.md lists (the earlier Java product's). Then it reads every
  * stored key's owner and user ids and warns about keys the email rule would not file under their
  * owner (stored before the rule): a warning for the operator, not a failure, so the exit code
  * stays 0 unless the store failed. Resolves with the exit status (src/cli/exit-status.ts).

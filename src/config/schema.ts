@@ -8,7 +8,7 @@ export const STORE_TYPES = ['EncryptedDbStore', 'Pkcs11Store', 'KmipStore'] as c
 export const LOGGER_TYPES = ['StdoutLogger', 'SplunkHttpLogger', 'StackdriverLogger'] as const;
 export const AUTH_TYPES = ['OpenIDConnectAuthenticator'] as const;
 export const ACL_TYPES = ['SimpleAcl'] as const;
-/** `FINE` is what the original's troubleshooting section suggests; it means `debug`. */
+/** `FINE` (java.util.logging's name, which operators of the earlier Java product used) means `debug`. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'FINE'] as const;
 export const KEY_PROVISIONING = ['client', 'admin'] as const;
 

@@ -1,5 +1,5 @@
 /**
- * The one rule for an email used as an identity (SPEC.md, "What a stored private key must be"): the
+ * The one rule for an email used as an identity (docs/operator-guide.md, "The email rule"): the
  * token's email, the owner of a stored or imported key, the user ids that make a key its owner's,
  * the public-key route, the Web Key Directory and the ACL all go through here, so that one mailbox
  * has one spelling and no other string maps onto it.

@@ -41,8 +41,8 @@ export interface ValidatedKey extends StoredKey {
 export type HeldFingerprints = () => Promise<Iterable<string>>;
 
 /**
- * Validates an armored private key submitted by `email` (SPEC.md, "What a stored private key must
- * be"): exactly one key, private, fully decrypted, a valid self-certified user id for that email,
+ * Validates an armored private key submitted by `email` (docs/operator-guide.md, "What PUT
+ * accepts"): exactly one key, private, fully decrypted, a valid self-certified user id for that email,
  * and algorithms within policy; revoked (by a revocation signature that verifies) or expired only
  * when `held` names its fingerprint. Returns the record to store, with the public key derived here
  * rather than trusted from the client. The structure is checked here, in milliseconds; the

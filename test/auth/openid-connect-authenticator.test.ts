@@ -4,12 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, base64url, generateKeyPair, type JWK } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { OpenIdConnectAuthenticator } from '../../src/auth/openid-connect-authenticator.js';
 import type { OutboundFetch } from '../../src/auth/outbound-fetch.js';
 import { AuthenticationError } from '../../src/errors.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const AUDIENCE = 'authenticator-test';
 /** How seldom unknown key ids may make the EKM refetch the JWKS (the IdP must not be hammered by forged kids). */

@@ -7,25 +7,19 @@ import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const version = (JSON.parse(readFileSync(resolve(import.meta.dirname, '../../../package.json'), 'utf8')) as { version: string }).version;
 
 const properties = (dir: string, extra: Record<string, string> = {}) => ({
-  'org.id': 'cli.org',
+  ...baseProperties({ orgId: 'cli.org', audience: 'cli-client' }),
+  ...encryptedDbProperties(join(dir, 'data'), 'cli passphrase 9d8e'),
   'api.hostname': '127.0.0.1',
-  'api.https.enabled': 'false',
-  'store.type': 'EncryptedDbStore',
-  'store.db.folder': join(dir, 'data'),
-  'store.db.encryption.key': 'cli passphrase 9d8e',
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://accounts.google.com',
-  'auth.openid.audience': 'cli-client',
-  'acl.type': 'SimpleAcl',
   ...extra,
 });
 
@@ -47,7 +41,7 @@ describe('command line', () => {
     assert.match(r.output, /Usage: flowcrypt-ekm/);
   });
 
-  it('tests the store connection with the original steps and the latency', async () => {
+  it('tests the store connection with the documented steps and the latency', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ekm-cli-'));
     const config = writeProperties(dir, properties(dir));
     const r = await runEkm([`--config=${config}`, '--test-store-connection']);

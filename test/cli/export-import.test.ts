@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { exportKeys } from '../../src/cli/export-keys.js';
 import { importKeys } from '../../src/cli/import-keys.js';
 import { parseConfig } from '../../src/config/load-config.js';
@@ -13,29 +13,51 @@ import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
 import { openStore } from '../../src/stores/store-registry.js';
 import type { StoredKey } from '../../src/stores/store.js';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { encryptedDbStoreProperties, STORE_BACKENDS } from '../support/store-backends.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 import { makePrivateKey, makePrivateKeyWithUserIds, withNewExpiry } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties } from '../support/base-properties.js';
 
 const COMMON = {
-  'org.id': 'export-test.org',
+  ...baseProperties({ orgId: 'export-test.org', audience: 'export-test' }),
   'org.domains': 'a.test,b.test',
-  'api.https.enabled': 'false',
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://issuer.invalid',
-  'auth.openid.audience': 'export-test',
-  'acl.type': 'SimpleAcl',
 } as const;
 
-const encryptedDbStore = (dir: string) => encryptedDbStoreProperties(dir);
+/** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */
+interface TargetStore {
+  readonly name: string;
+  setup(dir: string): Promise<{ properties: Record<string, string>; cleanup?: () => Promise<void> }>;
+}
 
-const SOURCE_STORE = (dir: string) => ({
-  'store.type': 'EncryptedDbStore',
-  'store.db.folder': join(dir, 'db'),
-  'store.db.encryption.key': 'source store passphrase',
-});
+const encryptedDbStore = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'target store passphrase' });
+
+/**
+ * Stores an export is imported into. Another store type joins the round trip with one line here
+ * (starting its server or token in `setup`, e.g. with the helpers in testbed/).
+ */
+const TARGET_STORES: readonly TargetStore[] = [
+  { name: 'EncryptedDbStore', setup: async (dir) => ({ properties: encryptedDbStore(dir) }) },
+  {
+    name: 'Pkcs11Store',
+    setup: async () => {
+      const token = createSoftHsmToken();
+      useSoftHsmToken(token);
+      return { properties: { 'store.type': 'Pkcs11Store', 'store.pkcs11.module': SOFTHSM2_MODULE, 'store.pkcs11.pin': token.userPin }, cleanup: async () => token.remove() };
+    },
+  },
+  {
+    name: 'KmipStore',
+    setup: async () => {
+      const kmip = await PykmipServer.start();
+      return { properties: kmip.properties(), cleanup: () => kmip.remove() };
+    },
+  },
+];
+
+const SOURCE_STORE = (dir: string) => ({ 'store.type': 'EncryptedDbStore', 'store.db.folder': join(dir, 'db'), 'store.db.encryption.key': 'source store passphrase' });
 
 /** Every key of the store of this config file, sorted, for comparing stores. */
 async function contents(configFile: string): Promise<StoredKey[]> {
@@ -105,7 +127,7 @@ describe('--export and --import', () => {
     for (const secret of secrets) assert.equal(exported.output.includes(secret.slice(100, 160)), false, 'no key material in the output');
 
     const expected = await contents(source);
-    for (const target of STORE_BACKENDS) {
+    for (const target of TARGET_STORES) {
       const dir = join(root, `target-${target.name}`);
       const { properties, cleanup } = await target.setup(dir);
       try {
@@ -176,7 +198,7 @@ describe('--export and --import', () => {
     const wrongPassphrase = newConfig(root, 'wrong-db-passphrase', { ...SOURCE_STORE(join(root, 'source')), 'store.db.encryption.key': 'not it' });
     const out = join(root, 'never.json');
     const failed = await runEkm([`--config=${wrongPassphrase}`, `--export=${out}`]);
-    assert.equal(failed.code, 1);
+    assert.equal(failed.code, 78, 'a wrong passphrase is a configuration error (EX_CONFIG)');
     assert.match(failed.output, /wrong passphrase/);
     assert.equal(existsSync(out), false);
   });
@@ -189,24 +211,21 @@ describe('--export and --import', () => {
     const shared = await makePrivateKey(['gina@a.test', 'gina@b.test']);
     const other = await makePrivateKey('hank@a.test');
     const file = join(root, 'mixed.json');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        format: 'flowcrypt-ekm-keys',
-        version: 1,
-        keys: [
-          { email: 'Dave@A.test', privateKey: good.armored, fingerprint: good.fingerprint, publicKey: good.publicKey },
-          { email: 'erin@a.test', privateKey: expired.armored },
-          { email: 'mallory@outside.test', privateKey: outsider.armored },
-          { email: 'frank@a.test', privateKey: encrypted.armored },
-          { email: 'someone@a.test', privateKey: good.armored },
-          { email: 'hank@a.test', privateKey: other.armored, fingerprint: good.fingerprint },
-          { email: 'hank@a.test', privateKey: other.publicKey },
-          { email: 'gina@a.test', privateKey: shared.armored },
-          { email: 'gina@b.test', privateKey: shared.armored },
-        ],
-      }),
-    );
+    writeFileSync(file, JSON.stringify({
+      format: 'flowcrypt-ekm-keys',
+      version: 1,
+      keys: [
+        { email: 'Dave@A.test', privateKey: good.armored, fingerprint: good.fingerprint, publicKey: good.publicKey },
+        { email: 'erin@a.test', privateKey: expired.armored },
+        { email: 'mallory@outside.test', privateKey: outsider.armored },
+        { email: 'frank@a.test', privateKey: encrypted.armored },
+        { email: 'someone@a.test', privateKey: good.armored },
+        { email: 'hank@a.test', privateKey: other.armored, fingerprint: good.fingerprint },
+        { email: 'hank@a.test', privateKey: other.publicKey },
+        { email: 'gina@a.test', privateKey: shared.armored },
+        { email: 'gina@b.test', privateKey: shared.armored },
+      ],
+    }));
     const target = newConfig(root, 'mixed-target', encryptedDbStore(join(root, 'mixed-target')));
     const run = await runEkm([`--config=${target}`, `--import=${file}`]);
     assert.equal(run.code, 1, 'refusals make the exit code 1');
@@ -223,21 +242,18 @@ describe('--export and --import', () => {
     assert.deepEqual(stored.map((k) => k.email).sort(), ['dave@a.test', 'gina@a.test']);
   });
 
-  it('refuses owners the email rule refuses and keys that only name a lookalike of their owner, showing them escaped', async () => {
+  it("refuses owners the email rule refuses and keys that only name a lookalike of their owner, showing them escaped", async () => {
     const lookalike = await makePrivateKeyWithUserIds(['Kate <\u212Aate@a.test>']);
     const file = join(root, 'lookalikes.json');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        format: 'flowcrypt-ekm-keys',
-        version: 1,
-        keys: [
-          { email: '\u212Aate@a.test', privateKey: lookalike.armored },
-          { email: 'kate\x1b[2J@a.test', privateKey: lookalike.armored },
-          { email: 'kate@a.test', privateKey: lookalike.armored },
-        ],
-      }),
-    );
+    writeFileSync(file, JSON.stringify({
+      format: 'flowcrypt-ekm-keys',
+      version: 1,
+      keys: [
+        { email: '\u212Aate@a.test', privateKey: lookalike.armored },
+        { email: 'kate\x1b[2J@a.test', privateKey: lookalike.armored },
+        { email: 'kate@a.test', privateKey: lookalike.armored },
+      ],
+    }));
     const target = newConfig(root, 'lookalike-target', encryptedDbStore(join(root, 'lookalike-target')));
     const run = await runEkm([`--config=${target}`, `--import=${file}`]);
     assert.equal(run.code, 1, run.output);
@@ -263,16 +279,10 @@ describe('--export and --import', () => {
       writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys }));
       return file;
     };
-    const first = await runEkm([
-      `--config=${target}`,
-      `--import=${write('limits.json', [...ivy.map((k) => ({ email: 'ivy@a.test', privateKey: k.armored })), { email: 'jack@a.test', privateKey: big.armored }, { email: 'jack@a.test', privateKey: small.armored }])}`,
-    ]);
+    const first = await runEkm([`--config=${target}`, `--import=${write('limits.json', [...ivy.map((k) => ({ email: 'ivy@a.test', privateKey: k.armored })), { email: 'jack@a.test', privateKey: big.armored }, { email: 'jack@a.test', privateKey: small.armored }])}`]);
     assert.equal(first.code, 1, first.output);
     assert.match(first.output, /Imported 5 keys in .*: 3 added, 0 updated, 0 unchanged, 2 refused/);
-    assert.match(
-      first.output,
-      new RegExp(`refused: key #3 ivy@a\\.test ${ivy[2]!.fingerprint}: at most 2 keys per user: ask your administrator to remove old ones`),
-    );
+    assert.match(first.output, new RegExp(`refused: key #3 ivy@a\\.test ${ivy[2]!.fingerprint}: at most 2 keys per user: ask your administrator to remove old ones`));
     assert.match(first.output, /refused: key #5 jack@a\.test .*: at most \d+ bytes of keys per user: ask your administrator to remove old ones/);
     // A held key still gets its update (a new expiry) at the limit.
     const renewed = await withNewExpiry(ivy[0]!.armored, 'ivy@a.test');
@@ -280,17 +290,8 @@ describe('--export and --import', () => {
     assert.equal(second.code, 0, second.output);
     assert.match(second.output, /1 updated/);
     const stored = await contents(target);
-    assert.deepEqual(
-      stored
-        .filter((k) => k.email === 'ivy@a.test')
-        .map((k) => k.fingerprint)
-        .sort(),
-      [ivy[0]!.fingerprint, ivy[1]!.fingerprint].sort(),
-    );
-    assert.deepEqual(
-      stored.filter((k) => k.email === 'jack@a.test').map((k) => k.fingerprint),
-      [big.fingerprint],
-    );
+    assert.deepEqual(stored.filter((k) => k.email === 'ivy@a.test').map((k) => k.fingerprint).sort(), [ivy[0]!.fingerprint, ivy[1]!.fingerprint].sort());
+    assert.deepEqual(stored.filter((k) => k.email === 'jack@a.test').map((k) => k.fingerprint), [big.fingerprint]);
   });
 
   it('shows progress on a terminal, and only the summary elsewhere', async () => {
@@ -300,27 +301,16 @@ describe('--export and --import', () => {
     const config = parseConfig(readFileSync(target, 'utf8'), target);
     const capture = (isTTY: boolean) => {
       let text = '';
-      const stream = Object.assign(
-        new Writable({
-          write: (chunk, _e, cb) => {
-            text += String(chunk);
-            cb();
-          },
-        }),
-        { isTTY },
-      );
+      const stream = Object.assign(new Writable({ write: (chunk, _e, cb) => {
+          text += String(chunk);
+          cb();
+        } }), { isTTY });
       return { stream, text: () => text };
     };
     const exportTty = { out: capture(true), err: capture(true) };
     const exportedFile = join(root, 'progress-export.json');
     const exportLog = new MemoryLogger();
-    assert.equal(
-      await exportKeys(parseConfig(readFileSync(source, 'utf8'), source), exportLog, exportedFile, undefined, {
-        out: exportTty.out.stream,
-        err: exportTty.err.stream,
-      }),
-      0,
-    );
+    assert.equal(await exportKeys(parseConfig(readFileSync(source, 'utf8'), source), exportLog, exportedFile, undefined, { out: exportTty.out.stream, err: exportTty.err.stream }), 0);
     assert.match(exportTty.err.text(), /\r\x1b\[2KExporting keys: 4/);
     assert.match(exportTty.out.text(), /^Exported 4 keys/);
     const tty = { out: capture(true), err: capture(true) };
@@ -357,12 +347,10 @@ describe('--export and --import', () => {
     let out = '';
     let err = '';
     const io = {
-      out: new Writable({
-        write: (chunk, _e, cb) => {
-          out += String(chunk);
-          cb();
-        },
-      }),
+      out: new Writable({ write: (chunk, _e, cb) => {
+        out += String(chunk);
+        cb();
+      } }),
       err: Object.assign(
         new Writable({
           write: (chunk, _e, cb) => {
@@ -430,9 +418,7 @@ describe('--export and --import', () => {
       assert.match(refusal, /"email":"ivan@a.test"/);
 
       const file = join(root, 'provision.json');
-      writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys: [{ email: 'ivan@a.test', privateKey: ivan.armored }] }), {
-        mode: 0o600,
-      });
+      writeFileSync(file, JSON.stringify({ format: 'flowcrypt-ekm-keys', version: 1, keys: [{ email: 'ivan@a.test', privateKey: ivan.armored }] }), { mode: 0o600 });
       const imported = await runEkm([`--config=${ekm.configFile}`, `--import=${file}`]);
       assert.equal(imported.code, 0, imported.output);
       assert.match(imported.output, /1 added/);
@@ -451,9 +437,7 @@ describe('--export and --import', () => {
 async function waitForLine(text: () => string, pattern: RegExp): Promise<string> {
   const deadline = Date.now() + 5_000;
   for (;;) {
-    const line = text()
-      .split('\n')
-      .find((l) => pattern.test(l));
+    const line = text().split('\n').find((l) => pattern.test(l));
     if (line !== undefined) return line;
     if (Date.now() > deadline) assert.fail(`No line matching ${pattern} in:\n${text()}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -5,16 +5,16 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { EXIT_CONFIG } from '../../src/cli/exit-status.js';
 import { ConfigError } from '../../src/errors.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store, StoredKey } from '../../src/stores/store.js';
-import { EkmDaemon, MAIN, runEkm, writeProperties } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { EkmDaemon, MAIN, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { makeKey } from '../stores/store-conformance.js';
 
 const OLD = 'the old store passphrase 1';

@@ -100,7 +100,7 @@ describe('config validation', () => {
     assert.deepEqual(config.api.https, { property: 'api.https.key.file', file: '/etc/ekm/ks.p12', password: 'pw' });
   });
 
-  it("keeps the original's messages for invalid options and missing properties", () => {
+  it('keeps the messages of the troubleshooting table (docs/operator-guide.md) for invalid options and missing properties', () => {
     refused({ 'store.type': 'MemoryStore' }, '[MemoryStore] is not a valid option for property [store.type]; valid options: EncryptedDbStore, Pkcs11Store, KmipStore');
     refused({ 'acl.type': 'OpenAcl' }, '[OpenAcl] is not a valid option for property [acl.type]; valid options: SimpleAcl');
     refused({ 'logger.types': 'StdoutLogger,FileLogger' }, '[FileLogger] is not a valid option for property [logger.types]; valid options: StdoutLogger, SplunkHttpLogger, StackdriverLogger');

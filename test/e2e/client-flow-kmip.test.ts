@@ -1,4 +1,4 @@
-import { PykmipServer } from '../support/pykmip-server.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
 import { runClientFlow, testStoreConnection } from './client-flow.js';
 
 let kmip: PykmipServer;

@@ -1,5 +1,5 @@
 import { renameSync } from 'node:fs';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken, type SoftHsmToken } from '../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken, type SoftHsmToken } from '../../testbed/softhsm-token.js';
 import { runClientFlow, testStoreConnection } from './client-flow.js';
 
 let token: SoftHsmToken;

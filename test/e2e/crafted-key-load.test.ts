@@ -1,17 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { withRepeatedSelfSignature, withUserAttribute, rsaExponentBomb } from '../support/crafted-keys.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
+import { DaemonWithIdp } from '../support/daemon-with-idp.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { percentile } from '../support/percentile.js';
 
-const AUDIENCE = 'ekm-crafted-keys';
 /** GETs per phase: p99 is then the third slowest, steady enough on a shared 2-core machine. */
 const SAMPLES = 300;
 /** Concurrent GET clients (the daemon's worker count twice over). */
@@ -28,33 +23,19 @@ const P99_FACTOR = 5;
  */
 const PHASE_CAP_MS = 120_000;
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-const summary = (ms: number[]) => {
-  const sorted = [...ms].sort((a, b) => a - b);
-  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]! };
-};
+const summary = (ms: number[]) => ({ n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms) });
 const fmt = (s: ReturnType<typeof summary>) => `n=${s.n} p50=${s.p50.toFixed(1)} ms p99=${s.p99.toFixed(1)} ms max=${s.max.toFixed(1)} ms`;
 
 /**
- * Issue #12, point 2, against the real daemon (2 workers, EncryptedDbStore): crafted keys are
+ * The key limits of docs/security.md against the real daemon (2 workers, EncryptedDbStore): crafted keys are
  * refused in milliseconds end to end, and a sustained stream of them leaves other users' key
  * fetches close to their normal latency.
  */
 describe('end to end: crafted keys are refused before crypto and do not stall other users (2 workers)', () => {
-  let pki: TestPki;
-  let idp: OpenIdProvider;
-  let ekm: EkmDaemon;
-  let dataDir: string;
+  let e2e: DaemonWithIdp;
   const readers: { token: string }[] = [];
   let attackerToken: string;
-
-  const put = (token: string, armored: string) =>
-    request(`${ekm.baseUrl}/v1/keys/private`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ privateKey: armored }),
-      timeoutMs: 300_000,
-    });
+  const put = (token: string, armored: string) => e2e.putKey(token, armored, { timeoutMs: 300_000 });
 
   /** GETs of other users' own keys by READERS concurrent clients until `SAMPLES` are done: each latency in ms, and the answers other than 200. */
   const fetchPhase = async (): Promise<number[] & { failures: string[] }> => {
@@ -66,7 +47,10 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
         while (latencies.length < SAMPLES && performance.now() - started < PHASE_CAP_MS) {
           const reader = readers[next++ % readers.length]!;
           const t = performance.now();
-          const answer = await request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${reader.token}` }, timeoutMs: 300_000 }).catch((e: unknown) => ({ status: 0, text: (e as Error).message, json: undefined }));
+          const answer = await request(`${e2e.ekm.baseUrl}/v1/keys/private`, {
+            headers: { authorization: `Bearer ${reader.token}` },
+            timeoutMs: 300_000,
+          }).catch((e: unknown) => ({ status: 0, text: (e as Error).message, json: undefined }));
           latencies.push(performance.now() - t);
           if (answer.status !== 200 || answer.json?.privateKeys?.length !== 1) latencies.failures.push(`${answer.status} ${answer.text.slice(0, 80)}`);
         }
@@ -76,49 +60,30 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
   };
 
   before(async () => {
-    pki = new TestPki();
-    const idpCert = pki.issue('idp', { hosts: ['127.0.0.1'] });
-    idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
-    dataDir = mkdtempSync(join(tmpdir(), 'ekm-crafted-'));
-    ekm = await EkmDaemon.start({
-      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
-      properties: {
-        'org.id': 'crafted.org',
-        'org.domains': 'example.com',
-        'api.workers': '2',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': dataDir,
-        'store.db.encryption.key': 'crafted keys e2e database',
-        'logger.default.level': 'info',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
-      },
-    });
+    e2e = await DaemonWithIdp.start({ orgId: 'crafted.org', audience: 'ekm-crafted-keys', properties: { 'logger.default.level': 'info' } });
     for (let i = 0; i < 8; i++) {
       const email = `reader${i}@example.com`;
-      const token = await idp.mint({ email, email_verified: true });
+      const token = await e2e.token(email);
       const key = await makePrivateKey(email);
       assert.equal((await put(token, key.armored)).status, 200);
       readers.push({ token });
     }
-    attackerToken = await idp.mint({ email: 'mallory@example.com', email_verified: true });
+    attackerToken = await e2e.token('mallory@example.com');
   });
 
-  after(async () => {
-    await ekm?.stop('SIGKILL');
-    await idp?.close();
-    pki?.remove();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => e2e?.close());
 
   it('refuses each crafted key with a 400 in milliseconds, end to end', async (t) => {
     const real = await makePrivateKey('mallory@example.com');
-    const manyUserIds = await openpgp.generateKey({ userIDs: Array.from({ length: 40 }, (_, i) => ({ email: i === 0 ? 'mallory@example.com' : `alias${i}@example.com` })), format: 'armored' });
-    const manySubkeys = await openpgp.generateKey({ userIDs: [{ email: 'mallory@example.com' }], subkeys: Array.from({ length: 20 }, () => ({})), format: 'armored' });
+    const manyUserIds = await openpgp.generateKey({
+      userIDs: Array.from({ length: 40 }, (_, i) => ({ email: i === 0 ? 'mallory@example.com' : `alias${i}@example.com` })),
+      format: 'armored',
+    });
+    const manySubkeys = await openpgp.generateKey({
+      userIDs: [{ email: 'mallory@example.com' }],
+      subkeys: Array.from({ length: 20 }, () => ({})),
+      format: 'armored',
+    });
     const crafted: [string, string, RegExp][] = [
       ['RSA 16384 with a 16384-bit exponent, SHA-224', rsaExponentBomb('mallory@example.com'), /at most 8192 bits/],
       ['850 copies of one self-signature', await withRepeatedSelfSignature(real.armored, 850), /too large/],
@@ -143,7 +108,9 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
       assert.equal(typeof answer.json.details, 'string');
       assert.ok(ms < PUT_ANSWER_MS, `${label} took ${ms.toFixed(0)} ms`);
     }
-    assert.deepEqual((await request(`${ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${attackerToken}` } })).json, { privateKeys: [] });
+    assert.deepEqual((await request(`${e2e.ekm.baseUrl}/v1/keys/private`, { headers: { authorization: `Bearer ${attackerToken}` } })).json, {
+      privateKeys: [],
+    });
   });
 
   it(`answers ${ATTACKERS} crafted PUTs at once with 400 within 2 s while other users' fetches keep p99 under ${P99_FACTOR}x normal`, async (t) => {
@@ -169,7 +136,9 @@ describe('end to end: crafted keys are refused before crypto and do not stall ot
     const putTimes = summary(puts.map((p) => p.ms));
     t.diagnostic(`other users' GETs, during ${ATTACKERS} crafted PUTs at once: ${fmt(during)}`);
     t.diagnostic(`crafted PUTs: ${fmt(putTimes)}; statuses ${[...new Set(puts.map((p) => p.status))].join(',')}`);
-    t.diagnostic(`failed GETs: ${normalPhase.failures.length} normal, ${duringPhase.failures.length} during the attack ${duringPhase.failures.slice(0, 3).join('; ')}`);
+    t.diagnostic(
+      `failed GETs: ${normalPhase.failures.length} normal, ${duringPhase.failures.length} during the attack ${duringPhase.failures.slice(0, 3).join('; ')}`,
+    );
 
     assert.deepEqual([...normalPhase.failures, ...duringPhase.failures], []);
     assert.ok(puts.length >= ATTACKERS);

@@ -3,12 +3,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { ConnectProxy } from '../support/connect-proxy.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 describe('JWKS discovered from the issuer (auth.openid.jwks unset) through HTTPS_PROXY; admin-provisioned mode', () => {
   let pki: TestPki;
@@ -24,16 +25,10 @@ describe('JWKS discovered from the issuer (auth.openid.jwks unset) through HTTPS
     ekm = await EkmDaemon.start({
       env: { NODE_EXTRA_CA_CERTS: pki.caCertFile, HTTPS_PROXY: proxy.url, https_proxy: undefined, NO_PROXY: undefined, no_proxy: undefined },
       properties: {
-        'org.id': 'discovery.org',
-        'api.workers': '1',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': mkdtempSync(join(tmpdir(), 'ekm-discovery-')),
-        'store.db.encryption.key': 'discovery passphrase',
-        'auth.type': 'OpenIDConnectAuthenticator',
+        ...baseProperties({ orgId: 'discovery.org', audience: 'discovery-client' }),
         'auth.openid.issuer': idp.issuer,
-        'auth.openid.audience': 'discovery-client',
-        'acl.type': 'SimpleAcl',
+        ...encryptedDbProperties(mkdtempSync(join(tmpdir(), 'ekm-discovery-')), 'discovery passphrase'),
+        'api.workers': '1',
         'api.keys.provisioning': 'admin',
       },
     });

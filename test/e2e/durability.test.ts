@@ -3,11 +3,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const USERS = 160;
 const CLIENTS = 8;
@@ -23,18 +24,10 @@ describe('durability: kill -9 of the whole service while clients PUT', () => {
     const cert = pki.issue('idp', { hosts: ['127.0.0.1'] });
     idp = await OpenIdProvider.start({ tls: { key: cert.keyPem, cert: cert.certPem }, audience: 'durability' });
     properties = {
-      'org.id': 'durability.org',
+      ...baseProperties({ orgId: 'durability.org', idp, audience: 'durability' }),
+      ...encryptedDbProperties(dataDir, 'durability passphrase'),
       'api.workers': '2',
-      'api.https.enabled': 'false',
-      'store.type': 'EncryptedDbStore',
-      'store.db.folder': dataDir,
-      'store.db.encryption.key': 'durability passphrase',
       'logger.default.level': 'warn',
-      'auth.type': 'OpenIDConnectAuthenticator',
-      'auth.openid.issuer': idp.issuer,
-      'auth.openid.jwks': idp.jwksUri,
-      'auth.openid.audience': 'durability',
-      'acl.type': 'SimpleAcl',
     };
   });
   after(async () => {

@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon, openIdProperties } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon, openIdProperties } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { describeLoad, runLoad } from '../support/http-load.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 const EXAMPLE = resolve(import.meta.dirname, '../../../etc/haproxy/flowcrypt-ekm.cfg');

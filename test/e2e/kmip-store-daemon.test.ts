@@ -3,11 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon, runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon, runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { PykmipServer } from '../support/pykmip-server.js';
-import { TestPki } from '../support/test-pki.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties } from '../support/base-properties.js';
 
 const AUDIENCE = 'ekm-kmip-e2e';
 const ROUNDS = 300;
@@ -31,16 +32,10 @@ describe('EKM daemon on KmipStore (PyKMIP)', () => {
     idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
     dir = mkdtempSync(join(tmpdir(), 'ekm-kmip-e2e-'));
     properties = {
-      'org.id': 'kmip-e2e.example',
-      'api.https.enabled': 'false',
+      ...baseProperties({ orgId: 'kmip-e2e.example', idp, audience: AUDIENCE }),
       'api.workers': '2',
       ...kmip.properties('openssl', 'keytool'),
       'logger.types': 'StdoutLogger',
-      'auth.type': 'OpenIDConnectAuthenticator',
-      'auth.openid.issuer': idp.issuer,
-      'auth.openid.jwks': idp.jwksUri,
-      'auth.openid.audience': AUDIENCE,
-      'acl.type': 'SimpleAcl',
     };
     env = { NODE_EXTRA_CA_CERTS: idpPki.caCertFile };
   });

@@ -5,12 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const AUDIENCE = 'ekm-metrics-e2e';
 const KEYSTORE_PASSWORD = 'metrics e2e keystore 5c1e';
@@ -73,21 +74,14 @@ describe('end to end: Prometheus scrapes the daemon (2 workers, HTTPS API, plain
       ca: pki.caCertPem,
       env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
       properties: {
-        'org.id': 'metrics.org',
+        ...baseProperties({ orgId: 'metrics.org', idp, audience: AUDIENCE }),
+        'api.https.enabled': 'true',
+        ...encryptedDbProperties(join(dir, 'db'), 'metrics e2e database passphrase'),
         'org.domains': 'example.com',
         'api.workers': '2',
-        'api.https.enabled': 'true',
         'api.https.key.file': pki.pkcs12(serverCert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
         'api.metrics.port': String(metricsPort),
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': join(dir, 'db'),
-        'store.db.encryption.key': 'metrics e2e database passphrase',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
       },
     });
   });

@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
 import { MAX_USER_IDS } from '../../src/keys/key-structure-check.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
+import { DaemonWithIdp } from '../support/daemon-with-idp.js';
 import { HttpFlood } from '../support/http-flood.js';
-import { request } from '../support/http-client.js';
 import { makePrivateKey, withNewExpiry } from '../support/openpgp-keys.js';
-import { TestPki } from '../support/test-pki.js';
+import { percentile } from '../support/percentile.js';
 
-const AUDIENCE = 'ekm-limits-e2e';
 /**
  * The largest allowed user: 10 keys (api.keys.max.per.user), each near the structure limits of one
  * key (MAX_USER_IDS user ids, 57 of the MAX_KEY_BYTES 64 KB: about 78 KB armored), with long user ids
@@ -35,12 +31,6 @@ async function bulkyKey(email: string, extra: number): Promise<{ armored: string
   return { armored: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
 }
 
-/** The p-th quantile of latencies, in ms. */
-function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 /** CPU seconds (user + system) used so far by these processes, from /proc. */
 function cpuSeconds(pids: readonly number[]): number {
   let ticks = 0;
@@ -53,44 +43,25 @@ function cpuSeconds(pids: readonly number[]): number {
 }
 
 describe('per-user limits and an anonymous flood on the largest allowed user (real daemon, 2 workers, EncryptedDbStore)', () => {
-  let pki: TestPki;
-  let idp: OpenIdProvider;
-  let ekm: EkmDaemon;
+  let e2e: DaemonWithIdp;
   let bigToken: string;
   const bigKeys: { armored: string; fingerprint: string }[] = [];
   const victims: { email: string; token: string }[] = [];
-  const wkdUrl = () => `${ekm.baseUrl}/.well-known/openpgpkey/example.com/hu/${wkdHash('big')}?l=big`;
-  const publicUrl = () => `${ekm.baseUrl}/v1/keys/public/big@example.com`;
-  const putKey = (token: string, privateKey: string) =>
-    request(`${ekm.baseUrl}/v1/keys/private`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ privateKey }) });
+  const wkdUrl = () => `${e2e.ekm.baseUrl}/.well-known/openpgpkey/example.com/hu/${wkdHash('big')}?l=big`;
+  const publicUrl = () => `${e2e.ekm.baseUrl}/v1/keys/public/big@example.com`;
+  const putKey = (token: string, privateKey: string) => e2e.putKey(token, privateKey);
 
   before(async () => {
-    pki = new TestPki();
-    const idpCert = pki.issue('idp', { hosts: ['127.0.0.1'] });
-    idp = await OpenIdProvider.start({ tls: { key: idpCert.keyPem, cert: idpCert.certPem }, audience: AUDIENCE });
-    const dir = mkdtempSync(join(tmpdir(), 'ekm-limits-'));
-    ekm = await EkmDaemon.start({
-      env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
+    e2e = await DaemonWithIdp.start({
+      orgId: 'limits-e2e.org',
+      audience: 'ekm-limits-e2e',
       properties: {
-        'org.id': 'limits-e2e.org',
-        'org.domains': 'example.com',
-        'api.workers': '2',
-        // Plain HTTP, as behind the TLS proxy: what is measured is the EKM, not TLS.
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': join(dir, 'db'),
-        'store.db.encryption.key': 'limits e2e passphrase 7c1f',
         'api.keys.max.bytes.per.user': String(BYTE_BUDGET),
         // Access log lines of the flood would cost the measuring process more than the measured one.
         'logger.default.level': 'warn',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
       },
     });
-    bigToken = await idp.mint({ email: 'big@example.com', email_verified: true });
+    bigToken = await e2e.token('big@example.com');
     let total = 0;
     for (let i = 0; i < 10; i++) {
       const key = await bulkyKey('big@example.com', EXTRA_USER_IDS);
@@ -102,17 +73,14 @@ describe('per-user limits and an anonymous flood on the largest allowed user (re
     assert.ok(total > BYTE_BUDGET - 10_000 && total < BYTE_BUDGET, `the largest allowed user holds ${total} bytes`);
     for (let i = 0; i < 4; i++) {
       const email = `victim${i}@example.com`;
-      const token = await idp.mint({ email, email_verified: true });
+      const token = await e2e.token(email);
       const answer = await putKey(token, (await makePrivateKey(email)).armored);
       assert.equal(answer.status, 200, answer.text);
       victims.push({ email, token });
     }
   });
 
-  after(async () => {
-    await ekm?.stop('SIGKILL');
-    await idp?.close();
-  });
+  after(() => e2e?.close());
 
   /** Other users fetching their own private keys, two at a time over keep-alive connections, for `ms`; their latencies. */
   const victimFetches = async (ms: number): Promise<number[]> => {
@@ -126,7 +94,7 @@ describe('per-user limits and an anonymous flood on the largest allowed user (re
           const start = performance.now();
           const status = await new Promise<number>((resolve, reject) => {
             http
-              .get(`${ekm.baseUrl}/v1/keys/private`, { agent, headers: { authorization: `Bearer ${victim.token}` } }, (res) => {
+              .get(`${e2e.ekm.baseUrl}/v1/keys/private`, { agent, headers: { authorization: `Bearer ${victim.token}` } }, (res) => {
                 res.resume();
                 res.on('end', () => resolve(res.statusCode ?? 0));
               })
@@ -158,7 +126,7 @@ describe('per-user limits and an anonymous flood on the largest allowed user (re
     }
 
     // The cost of one WKD answer for this user: the workers' CPU over a WKD-only flood.
-    const workers = ekm.workerPids();
+    const workers = e2e.ekm.workerPids();
     const wkdOnly = await HttpFlood.start({ urls: [{ url: wkdUrl(), connections: 6 }] });
     const cpuBefore = cpuSeconds(workers);
     await new Promise((r) => setTimeout(r, 4000));
@@ -167,8 +135,8 @@ describe('per-user limits and an anonymous flood on the largest allowed user (re
     const wkdRequests = wkd.answers['200'] ?? 0;
 
     const figures = {
-      normal: { samples: normal.length, p50: quantile(normal, 0.5), p99: quantile(normal, 0.99) },
-      flooded: { samples: flooded.length, p50: quantile(flooded, 0.5), p99: quantile(flooded, 0.99) },
+      normal: { samples: normal.length, p50: percentile(normal, 50), p99: percentile(normal, 99) },
+      flooded: { samples: flooded.length, p50: percentile(flooded, 50), p99: percentile(flooded, 99) },
       wkd: { requests: wkdRequests, cpuMsPerRequest: wkdRequests === 0 ? Infinity : ((cpuAfter - cpuBefore) * 1000) / wkdRequests },
     };
     console.log(`per-user limits flood figures: ${JSON.stringify(figures)}`);

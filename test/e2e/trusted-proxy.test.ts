@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request } from '../support/http-client.js';
-import { TestPki } from '../support/test-pki.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const AUDIENCE = 'ekm-proxy-e2e';
 
@@ -36,19 +37,11 @@ describe('end to end: the client address behind a trusted proxy, spoofing from a
     EkmDaemon.start({
       env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
       properties: {
-        'org.id': 'proxy.org',
+        ...baseProperties({ orgId: 'proxy.org', idp, audience: AUDIENCE }),
+        ...encryptedDbProperties(join(dir, trusted === undefined ? 'db-untrusting' : 'db-trusting'), 'proxy e2e database passphrase'),
         'org.domains': 'example.com',
         'api.workers': '2',
-        'api.https.enabled': 'false',
         ...(trusted === undefined ? {} : { 'api.proxy.trusted': trusted }),
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': join(dir, trusted === undefined ? 'db-untrusting' : 'db-trusting'),
-        'store.db.encryption.key': 'proxy e2e database passphrase',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
       },
     }).then((d) => (daemons.push(d), d));
 

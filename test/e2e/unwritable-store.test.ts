@@ -4,14 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { DB_FILE_NAME } from '../../src/stores/encrypted-db-store.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
-import { request, type Answer } from '../support/http-client.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request, type Answer } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
-import { isAlive } from '../support/processes.js';
+import { isAlive } from '../../testbed/processes.js';
 import { LoopExt4, SmallTmpfs, mountUnsupportedReason } from '../support/test-filesystems.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const PASSPHRASE = 'unwritable store passphrase 5e1b';
 
@@ -71,18 +72,10 @@ describe('a key store that cannot be written: the real daemon (2 workers) on rea
     const ekm = await EkmDaemon.start({
       env: { NODE_EXTRA_CA_CERTS: pki.caCertFile },
       properties: {
-        'org.id': 'unwritable.org',
+        ...baseProperties({ orgId: 'unwritable.org', idp, audience: 'unwritable' }),
+        ...encryptedDbProperties(folder, PASSPHRASE),
         'api.workers': '2',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': folder,
-        'store.db.encryption.key': PASSPHRASE,
         'logger.default.level': 'info',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': 'unwritable',
-        'acl.type': 'SimpleAcl',
       },
     });
     cleanups.push(async () => {

@@ -12,9 +12,11 @@ import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { makePrivateKeyWithUserIds } from '../support/openpgp-keys.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'identity routes passphrase';
@@ -22,11 +24,13 @@ const PASSPHRASE = 'identity routes passphrase';
 /** A GET's body as bytes (WKD answers binary keys). */
 function bytes(url: string, headers: Record<string, string>): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    http.get(url, { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
-    }).on('error', reject);
+    http
+      .get(url, { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
+      })
+      .on('error', reject);
   });
 }
 
@@ -62,18 +66,7 @@ describe('the public-key route and the Web Key Directory under the one email rul
     lookalikeFingerprint = lookalike.fingerprint;
 
     const config = parseConfig(
-      [
-        'org.id=identity-test',
-        'org.domains=kelvin.test',
-        'api.https.enabled=false',
-        'store.type=EncryptedDbStore',
-        `store.db.folder=${dir}`,
-        `store.db.encryption.key=${PASSPHRASE}`,
-        'auth.type=OpenIDConnectAuthenticator',
-        'auth.openid.issuer=https://issuer.invalid',
-        'auth.openid.audience=test',
-        'acl.type=SimpleAcl',
-      ].join('\n'),
+      propertiesText({ ...baseProperties({ orgId: 'identity-test' }), ...encryptedDbProperties(dir, PASSPHRASE), 'org.domains': 'kelvin.test' }),
       '/nonexistent/ekm.properties',
     );
     const unused = () => {
@@ -91,7 +84,8 @@ describe('the public-key route and the Web Key Directory under the one email rul
   });
 
   const publicKeys = (email: string) => request(`${base}/v1/keys/public/${encodeURIComponent(email)}`);
-  const wkd = (path: string, l: string, hash = wkdHash(l)) => request(`${base}/.well-known/openpgpkey/${path}hu/${hash}?l=${encodeURIComponent(l)}`, { headers: { host: 'kelvin.test' } });
+  const wkd = (path: string, l: string, hash = wkdHash(l)) =>
+    request(`${base}/.well-known/openpgpkey/${path}hu/${hash}?l=${encodeURIComponent(l)}`, { headers: { host: 'kelvin.test' } });
 
   it("serves Kate's public keys by her email in any ASCII case", async () => {
     for (const email of ['kate@kelvin.test', 'Kate@KELVIN.test']) {
@@ -124,8 +118,14 @@ describe('the public-key route and the Web Key Directory under the one email rul
   it("publishes in WKD only Kate's key, never a stored key whose user id is a lookalike of hers", async () => {
     for (const path of ['', 'kelvin.test/']) {
       assert.equal((await wkd(path, 'Kate')).status, 200);
-      const served = await openpgp.readKeys({ binaryKeys: await bytes(`${base}/.well-known/openpgpkey/${path}hu/${wkdHash('kate')}?l=Kate`, { host: 'kelvin.test' }) });
-      assert.deepEqual(served.map((k) => k.getFingerprint().toUpperCase()), [kateFingerprint], `not ${lookalikeFingerprint}`);
+      const served = await openpgp.readKeys({
+        binaryKeys: await bytes(`${base}/.well-known/openpgpkey/${path}hu/${wkdHash('kate')}?l=Kate`, { host: 'kelvin.test' }),
+      });
+      assert.deepEqual(
+        served.map((k) => k.getFingerprint().toUpperCase()),
+        [kateFingerprint],
+        `not ${lookalikeFingerprint}`,
+      );
     }
   });
 

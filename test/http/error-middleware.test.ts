@@ -9,8 +9,10 @@ import { createApp } from '../../src/http/app.js';
 import type { EkmState } from '../../src/http/ekm-state.js';
 import { errorMiddleware } from '../../src/http/error-middleware.js';
 import type { Store } from '../../src/stores/store.js';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 import { koaListener } from '../../src/http/koa-listener.js';
 
 /** What an internal error message may carry, and a client must never see. */
@@ -43,15 +45,18 @@ describe('error middleware: an unexpected error is a fixed 500, logged once on t
 
   before(async () => {
     const config = parseConfig(
-      ['org.id=error-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', 'store.db.folder=/nonexistent', 'store.db.encryption.key=unused',
-        'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl'].join('\n'),
+      propertiesText({ ...baseProperties({ orgId: 'error-test' }), ...encryptedDbProperties('/nonexistent') }),
       '/nonexistent/ekm.properties',
     );
     const app = createApp({
       config,
       logger,
       store: failingStore,
-      authenticator: { authenticate: async () => { throw new Error(`${SECRET} from the authenticator`); } },
+      authenticator: {
+        authenticate: async () => {
+          throw new Error(`${SECRET} from the authenticator`);
+        },
+      },
       acl: { authorizePrivateKeys: () => assert.fail('not called') },
     });
     server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
@@ -113,7 +118,11 @@ describe('error middleware: a passing overload', () => {
     const answer = await request(`${base}/busy`);
     assert.equal(answer.status, 503);
     assert.equal(answer.headers['retry-after'], '1');
-    assert.deepEqual(answer.json, { code: 503, message: 'Too many keys are being verified at the moment; try again shortly', details: '32 keys are already waiting for verification' });
+    assert.deepEqual(answer.json, {
+      code: 503,
+      message: 'Too many keys are being verified at the moment; try again shortly',
+      details: '32 keys are already waiting for verification',
+    });
   });
 
   it('gives other errors no Retry-After', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { OpenIdConnectAuthenticator } from '../../src/auth/openid-connect-authenticator.js';
 import type { OutboundFetch } from '../../src/auth/outbound-fetch.js';
 import { DrainState } from '../../src/http/drain-state.js';
@@ -9,7 +9,7 @@ import { registry } from '../../src/metrics/ekm-metrics.js';
 import { measuredAuthenticator } from '../../src/metrics/measured-authenticator.js';
 import { startInProcessApp, type InProcessApp } from '../support/in-process-app.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 /** The value of ekm_idp_up in this process's registry (collected as a scrape does). */
 async function idpUpMetric(): Promise<number | undefined> {

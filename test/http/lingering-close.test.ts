@@ -11,8 +11,8 @@ import { errorMiddleware } from '../../src/http/error-middleware.js';
 import { MAX_BODY_BYTES, readJsonObject } from '../../src/http/json-body.js';
 import { LINGER_MAX_BYTES, lingeringClose } from '../../src/http/lingering-close.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { request } from '../support/http-client.js';
-import { TestPki } from '../support/test-pki.js';
+import { request } from '../../testbed/http-client.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { koaListener } from '../../src/http/koa-listener.js';
 
 /** The app's outer middleware in the app's order, and two handlers: one reads the JSON body, one refuses before reading. */
@@ -70,7 +70,12 @@ describe('answers given before the request body was read reach the client (linge
   /** Sends `total` bytes in 64 KB pieces, a few ms apart, so that the client is still writing when the answer comes. */
   const sendSlowly = (path: string, total: number, headers: Record<string, string>) =>
     new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
-      const req = https.request(`${base}${path}`, { method: 'PUT', agent: false, ca: pki.caCertPem, headers: { 'content-type': 'application/json', ...headers } });
+      const req = https.request(`${base}${path}`, {
+        method: 'PUT',
+        agent: false,
+        ca: pki.caCertPem,
+        headers: { 'content-type': 'application/json', ...headers },
+      });
       req.on('response', (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
@@ -157,6 +162,9 @@ describe('answers given before the request body was read reach the client (linge
     while (!logger.entries.some((e) => e.fields.code === 'ERR_CLIENT_ABORTED') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const aborted = logger.entries.find((e) => e.fields.code === 'ERR_CLIENT_ABORTED');
     assert.equal(aborted?.level, 'debug', JSON.stringify(logger.entries));
-    assert.deepEqual(logger.entries.filter((e) => e.level === 'error'), []);
+    assert.deepEqual(
+      logger.entries.filter((e) => e.level === 'error'),
+      [],
+    );
   });
 });

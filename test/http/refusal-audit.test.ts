@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { request } from '../support/http-client.js';
+import { request } from '../../testbed/http-client.js';
 import { startInProcessApp, type InProcessApp } from '../support/in-process-app.js';
 
 /** Every token is alice's: the upload itself is what gets refused. */

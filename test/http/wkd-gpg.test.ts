@@ -9,9 +9,10 @@ import * as openpgp from 'openpgp';
 import { validatePrivateKey } from '../../src/keys/private-key-policy.js';
 import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 /**
  * GnuPG as a real WKD client against the real daemon. GnuPG fetches
@@ -116,7 +117,8 @@ describe('Web Key Directory with GnuPG as the client', { timeout: 180_000 }, () 
       scheme: 'https',
       ca: pki.caCertPem,
       properties: {
-        'org.id': 'wkd-gpg.test',
+        ...baseProperties({ orgId: 'wkd-gpg.test', idp: { issuer: 'https://issuer.invalid', jwksUri: 'https://issuer.invalid/jwks' }, audience: 'wkd-gpg-test' }),
+        ...encryptedDbProperties(dataDir, 'wkd gpg test database'),
         'org.domains': `${ADVANCED},${DIRECT}`,
         'api.hostname': '127.0.0.1',
         'api.port': '443',
@@ -125,14 +127,6 @@ describe('Web Key Directory with GnuPG as the client', { timeout: 180_000 }, () 
         'api.https.key.file': pki.pkcs12(cert, KEYSTORE_PASSWORD, 'openssl'),
         'api.https.key.password': KEYSTORE_PASSWORD,
         'api.cors.origins': 'chrome-extension://only-this-one',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': dataDir,
-        'store.db.encryption.key': 'wkd gpg test database',
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': 'https://issuer.invalid',
-        'auth.openid.jwks': 'https://issuer.invalid/jwks',
-        'auth.openid.audience': 'wkd-gpg-test',
-        'acl.type': 'SimpleAcl',
       },
     });
 

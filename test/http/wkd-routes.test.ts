@@ -14,6 +14,8 @@ import { wkdHash } from '../../src/keys/wkd-hash.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
 import { koaListener } from '../../src/http/koa-listener.js';
 
 interface Answer {
@@ -29,19 +31,13 @@ async function generate(emails: (string | { name: string; email: string })[]): P
 }
 
 function configText(folder: string, extra: string): string {
-  return [
-    'org.id=wkd-test',
-    'api.https.enabled=false',
-    'api.cors.origins=chrome-extension://allowed',
-    'store.type=EncryptedDbStore',
-    `store.db.folder=${folder}`,
-    'store.db.encryption.key=wkd test passphrase',
-    'auth.type=OpenIDConnectAuthenticator',
-    'auth.openid.issuer=https://issuer.invalid',
-    'auth.openid.audience=test',
-    'acl.type=SimpleAcl',
-    extra,
-  ].join('\n');
+  return (
+    propertiesText({
+      ...baseProperties({ orgId: 'wkd-test' }),
+      ...encryptedDbProperties(folder, 'wkd test passphrase'),
+      'api.cors.origins': 'chrome-extension://allowed',
+    }) + extra
+  );
 }
 
 /** Starts the app of this config on 127.0.0.1 (a real socket: the direct method reads the Host). */
@@ -82,7 +78,10 @@ describe('Web Key Directory', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ekm-wkd-'));
-    store = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: 'wkd test passphrase' }, { logger: new MemoryLogger() });
+    store = await openEncryptedDbStore(
+      { type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: 'wkd test passphrase' },
+      { logger: new MemoryLogger() },
+    );
     const put = async (who: string, email: string, armored: string) => {
       const key = await validatePrivateKey(armored, email);
       await store.upsert(key);
@@ -95,7 +94,7 @@ describe('Web Key Directory', () => {
     // The same local part in another served domain: a different person.
     await put('collide', 'alice@b.test', await generate(['alice@b.test']));
     await put('dan', 'dan+tag@a.test', await generate(['dan+tag@a.test']));
-    await store.upsert((await validatePrivateKey(await generate(['carol@outside.test']), 'carol@outside.test')));
+    await store.upsert(await validatePrivateKey(await generate(['carol@outside.test']), 'carol@outside.test'));
     ekm = await serve(configText(join(dir, 'db'), 'org.domains=a.test,B.test'), store);
   });
 
@@ -112,7 +111,10 @@ describe('Web Key Directory', () => {
     assert.equal(res.headers['access-control-allow-origin'], '*');
     assert.notEqual(res.body.subarray(0, 5).toString(), '-----', 'binary, not armored');
     const keys = await readBinaryKeys(res.body);
-    assert.deepEqual(keys.map((k) => k.getFingerprint().toUpperCase()), fingerprints.alice);
+    assert.deepEqual(
+      keys.map((k) => k.getFingerprint().toUpperCase()),
+      fingerprints.alice,
+    );
     for (const key of keys) assert.deepEqual(key.getUserIDs(), ['<alice@a.test>']);
     for (const key of keys) assert.equal(key.isPrivate(), false);
   });
@@ -120,25 +122,41 @@ describe('Web Key Directory', () => {
   it('answers the direct method for the domain of the Host, and tells apart equal local parts by domain', async () => {
     const a = await ekm.request(hu('alice'), { host: 'a.test' });
     assert.equal(a.status, 200);
-    assert.deepEqual((await readBinaryKeys(a.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.alice);
+    assert.deepEqual(
+      (await readBinaryKeys(a.body)).map((k) => k.getFingerprint().toUpperCase()),
+      fingerprints.alice,
+    );
     const b = await ekm.request(hu('alice'), { host: 'b.test:443' });
     assert.equal(b.status, 200);
-    assert.deepEqual((await readBinaryKeys(b.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.collide);
+    assert.deepEqual(
+      (await readBinaryKeys(b.body)).map((k) => k.getFingerprint().toUpperCase()),
+      fingerprints.collide,
+    );
     const bAdvanced = await ekm.request(hu('alice', 'b.test'));
-    assert.deepEqual((await readBinaryKeys(bAdvanced.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.collide);
+    assert.deepEqual(
+      (await readBinaryKeys(bAdvanced.body)).map((k) => k.getFingerprint().toUpperCase()),
+      fingerprints.collide,
+    );
   });
 
   it('matches local parts case-insensitively, as GnuPG sends them (l unchanged, hash lowercased)', async () => {
     const res = await ekm.request(hu('Bob', 'b.test'));
     assert.equal(res.status, 200);
-    assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.bob);
+    assert.deepEqual(
+      (await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()),
+      fingerprints.bob,
+    );
   });
 
-  it("takes a + in l literally, escaped (as GnuPG sends it) or not", async () => {
+  it('takes a + in l literally, escaped (as GnuPG sends it) or not', async () => {
     for (const l of ['dan%2Btag', 'dan+tag']) {
       const res = await ekm.request(`/.well-known/openpgpkey/a.test/hu/${wkdHash('dan+tag')}?l=${l}`);
       assert.equal(res.status, 200, l);
-      assert.deepEqual((await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()), fingerprints.dan, l);
+      assert.deepEqual(
+        (await readBinaryKeys(res.body)).map((k) => k.getFingerprint().toUpperCase()),
+        fingerprints.dan,
+        l,
+      );
     }
   });
 

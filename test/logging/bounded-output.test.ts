@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import winston from 'winston';
 import { BoundedOutput, type LogInfo, type LossReport } from '../../src/logging/bounded-output.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function loggerWith(output: BoundedOutput): winston.Logger {
   return winston.createLogger({ level: 'info', transports: [output] });

@@ -4,14 +4,18 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
 import { CloudLoggingServer, type ReceivedEntry } from '../support/cloud-logging-server.js';
 import { RedirectingConnectProxy } from '../support/redirecting-connect-proxy.js';
-import { EkmDaemon } from '../support/ekm-daemon.js';
+import { EkmDaemon } from '../../testbed/ekm-daemon.js';
+import { request } from '../../testbed/http-client.js';
 import { makePrivateKey } from '../support/openpgp-keys.js';
+import { percentile } from '../support/percentile.js';
 import { createTestServiceAccount, type TestServiceAccount } from '../support/service-account.js';
 import { SplunkHecReceiver, type HecEvent } from '../support/splunk-hec-receiver.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 /*
  * The real daemon (primary + 1 worker) with StdoutLogger, SplunkHttpLogger and StackdriverLogger.
@@ -27,8 +31,6 @@ import { TestPki } from '../support/test-pki.js';
 const AUDIENCE = 'ekm-logging-e2e';
 const SPLUNK_TOKEN = '5b1f0c3e-7d2a-4e8b-9c6f-1a2b3c4d5e6f';
 const DB_PASSPHRASE = 'logging e2e database passphrase 93ac';
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A TCP server that accepts connections and never answers: a hung collector, the worst case. */
 async function blackhole(): Promise<{ server: Server; port: number; close: () => void }> {
@@ -46,17 +48,6 @@ async function blackhole(): Promise<{ server: Server; port: number; close: () =>
       server.close();
     },
   };
-}
-
-/** One HTTP request to the daemon (plain HTTP here); the body parsed if JSON. */
-async function request(url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
-  const response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body });
-  const text = await response.text();
-  return { status: response.status, headers: Object.fromEntries(response.headers), text };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))]!;
 }
 
 describe('end to end: what the real daemon sends to Splunk and Cloud Logging', () => {
@@ -80,23 +71,15 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
         no_grpc_proxy: 'none.invalid',
       },
       properties: {
-        'org.id': 'logging-e2e.org',
+        ...baseProperties({ orgId: 'logging-e2e.org', idp, audience: AUDIENCE }),
+        ...encryptedDbProperties(options.dbFolder, DB_PASSPHRASE),
         'org.domains': 'example.com',
         'api.workers': '1',
-        'api.https.enabled': 'false',
-        'store.type': 'EncryptedDbStore',
-        'store.db.folder': options.dbFolder,
-        'store.db.encryption.key': DB_PASSPHRASE,
         'logger.types': options.types ?? 'StdoutLogger,SplunkHttpLogger,StackdriverLogger',
         'logger.default.level': options.level,
         'logger.splunk.url': options.splunkUrl,
         'logger.splunk.token': SPLUNK_TOKEN,
         'logger.stackdriver.credentials.file': account.file,
-        'auth.type': 'OpenIDConnectAuthenticator',
-        'auth.openid.issuer': idp.issuer,
-        'auth.openid.jwks': idp.jwksUri,
-        'auth.openid.audience': AUDIENCE,
-        'acl.type': 'SimpleAcl',
       },
     }).then((daemon) => {
       daemons.push(daemon);
@@ -180,19 +163,24 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
 
     // --- Splunk
     const fields = (e: HecEvent) => e.event;
-    const splunkEvents = await splunk.waitFor((events) =>
-      events.some((e) => fields(e).requestId === putId && fields(e).audit !== undefined) &&
-      events.some((e) => fields(e).requestId === getId && fields(e).audit !== undefined) &&
-      events.some((e) => fields(e).requestId === getId && fields(e).message === 'request') &&
-      events.some((e) => fields(e).requestId === errorId && fields(e).level === 'error'),
-    15_000);
+    const splunkEvents = await splunk.waitFor(
+      (events) =>
+        events.some((e) => fields(e).requestId === putId && fields(e).audit !== undefined) &&
+        events.some((e) => fields(e).requestId === getId && fields(e).audit !== undefined) &&
+        events.some((e) => fields(e).requestId === getId && fields(e).message === 'request') &&
+        events.some((e) => fields(e).requestId === errorId && fields(e).level === 'error'),
+      15_000,
+    );
     const splunkPut = splunkEvents.find((e) => fields(e).requestId === putId && fields(e).audit === 'private-key.write');
     const splunkGet = splunkEvents.find((e) => fields(e).requestId === getId && fields(e).audit === 'private-key.read');
     assert.ok(splunkPut && splunkGet, 'the audit entries of the PUT and the GET reach Splunk');
     for (const entry of [fields(splunkPut), fields(splunkGet)]) {
       assert.equal(entry.level, 'info');
       assert.equal(entry.email, 'alice@example.com');
-      assert.deepEqual((entry.fingerprints as string[]).map((f) => f.toUpperCase()), [alice.fingerprint.toUpperCase()]);
+      assert.deepEqual(
+        (entry.fingerprints as string[]).map((f) => f.toUpperCase()),
+        [alice.fingerprint.toUpperCase()],
+      );
       assert.equal(entry.status, 200);
       assert.equal(typeof entry.clientAddress, 'string');
       assert.equal(entry.userAgent, 'FlowCrypt-E2E/1.0');
@@ -200,18 +188,22 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
     }
     const splunkError = splunkEvents.find((e) => fields(e).requestId === errorId && fields(e).level === 'error');
     assert.ok(splunkError, 'GET /error gives an error-level entry in Splunk');
-    assert.ok(splunkEvents.some((e) => fields(e).requestId === getId && fields(e).path === '/v1/keys/private' && fields(e).status === 200),
-      'the access line of the GET');
+    assert.ok(
+      splunkEvents.some((e) => fields(e).requestId === getId && fields(e).path === '/v1/keys/private' && fields(e).status === 200),
+      'the access line of the GET',
+    );
     assert.ok(!splunkEvents.some((e) => ['debug', 'trace'].includes(String(fields(e).level))), 'nothing below info at logger.default.level=info');
     assert.ok(splunk.requests.every((r) => r.headers.authorization === `Splunk ${SPLUNK_TOKEN}` && r.status === 200));
 
     // --- Cloud Logging
     const json = (e: ReceivedEntry) => (e.jsonPayload?.metadata ?? {}) as Record<string, unknown>;
-    const cloudEntries = await cloud.waitFor((entries) =>
-      entries.some((e) => json(e).requestId === putId && json(e).audit !== undefined) &&
-      entries.some((e) => json(e).requestId === getId && json(e).audit !== undefined) &&
-      entries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'),
-    15_000);
+    const cloudEntries = await cloud.waitFor(
+      (entries) =>
+        entries.some((e) => json(e).requestId === putId && json(e).audit !== undefined) &&
+        entries.some((e) => json(e).requestId === getId && json(e).audit !== undefined) &&
+        entries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'),
+      15_000,
+    );
     const cloudPut = cloudEntries.find((e) => json(e).requestId === putId && json(e).audit === 'private-key.write');
     const cloudGet = cloudEntries.find((e) => json(e).requestId === getId && json(e).audit === 'private-key.read');
     assert.ok(cloudPut && cloudGet, 'the audit entries of the PUT and the GET reach Cloud Logging');
@@ -219,22 +211,26 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
     assert.equal(json(cloudPut).email, 'alice@example.com');
     assert.deepEqual(json(cloudGet).fingerprints, fields(splunkGet).fingerprints);
     assert.equal(cloudPut.logName, `projects/${account.projectId}/logs/flowcrypt-ekm`);
-    assert.ok(cloudEntries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'), 'GET /error gives an ERROR entry in Cloud Logging');
+    assert.ok(
+      cloudEntries.some((e) => json(e).requestId === errorId && e.severity === 'ERROR'),
+      'GET /error gives an ERROR entry in Cloud Logging',
+    );
     assert.ok(!cloudEntries.some((e) => e.severity === 'DEBUG'), 'nothing below info');
     assert.ok(proxy.targets.length > 0 && proxy.targets.every((t) => t === 'logging.googleapis.com:443'), `CONNECT targets: ${proxy.targets.join(', ')}`);
     assert.deepEqual(cloud.refusals, []);
 
     // --- No secret anywhere: the ID token, the key material, the Authorization header, the HEC token.
     const keyBody = alice.armored.split('\n').filter((l) => l.length > 40)[1]!;
-    const everything = [
-      daemon.output,
-      JSON.stringify(splunkEvents),
-      ...splunk.requests.map((r) => r.body),
-      JSON.stringify(cloudEntries),
-    ].join('\n');
-    for (const [name, secret] of [['ID token', token], ['token signature', token.split('.')[2]!],
-      ['refused token', wrongAudience.split('.')[2]!], ['key material', keyBody],
-      ['armor header', 'PRIVATE KEY BLOCK'], ['Authorization header', 'Bearer '], ['HEC token', SPLUNK_TOKEN]] as const) {
+    const everything = [daemon.output, JSON.stringify(splunkEvents), ...splunk.requests.map((r) => r.body), JSON.stringify(cloudEntries)].join('\n');
+    for (const [name, secret] of [
+      ['ID token', token],
+      ['token signature', token.split('.')[2]!],
+      ['refused token', wrongAudience.split('.')[2]!],
+      ['key material', keyBody],
+      ['armor header', 'PRIVATE KEY BLOCK'],
+      ['Authorization header', 'Bearer '],
+      ['HEC token', SPLUNK_TOKEN],
+    ] as const) {
       assert.ok(!everything.includes(secret), `${name} found in the logs`);
     }
 
@@ -263,15 +259,16 @@ describe('end to end: what the real daemon sends to Splunk and Cloud Logging', (
       assert.equal(stored.status, 200, stored.text);
     }
     const [live = [], baseline = [], dead = []] = await measureInTurn([daemon, stdoutOnly, deadDaemon], token, 60);
-    const line = (name: string, t: number[]) => `${name}: median ${percentile(t, 0.5).toFixed(1)} ms, p95 ${percentile(t, 0.95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
+    const line = (name: string, t: number[]) =>
+      `${name}: median ${percentile(t, 50).toFixed(1)} ms, p95 ${percentile(t, 95).toFixed(1)} ms, max ${t.at(-1)?.toFixed(1)} ms`;
     console.log('GET /v1/keys/private, 60 requests to each daemon in turn, 1 worker each (each request logs an access line and an audit entry)');
     console.log(line('stdout only                   ', baseline));
     console.log(line('+ Splunk, Cloud Logging up    ', live));
     console.log(line('+ both never answer (hung TCP)', dead));
     // Generous margins: the machine is shared with other tests; a collector that slowed requests
     // would cost its timeouts (seconds), not milliseconds.
-    assert.ok(percentile(dead, 0.5) < percentile(baseline, 0.5) + 10, 'a dead collector must not slow requests noticeably');
-    assert.ok(percentile(dead, 0.95) < percentile(baseline, 0.95) + 100);
+    assert.ok(percentile(dead, 50) < percentile(baseline, 50) + 10, 'a dead collector must not slow requests noticeably');
+    assert.ok(percentile(dead, 95) < percentile(baseline, 95) + 100);
     await stop(daemon);
     await stop(stdoutOnly);
 

@@ -6,7 +6,7 @@ import { createLogger } from '../../src/logging/create-logger.js';
 import { validateSplunkSettings } from '../../src/logging/splunk-output.js';
 import { StdoutCapture } from '../support/capture-stdout.js';
 import { SplunkHecReceiver } from '../support/splunk-hec-receiver.js';
-import { TestPki } from '../support/test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 const TOKEN = '327bfa46-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
 

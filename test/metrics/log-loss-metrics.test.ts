@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../../src/logging/create-logger.js';
 import { registry } from '../../src/metrics/ekm-metrics.js';
 import { StdoutCapture } from '../support/capture-stdout.js';
-import { freePort } from '../support/processes.js';
+import { freePort } from '../../testbed/processes.js';
 
 describe('log entries lost per output, in the metrics', () => {
   it('counts the entries a Splunk collector that cannot be reached did not take', async () => {

@@ -13,9 +13,9 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as openpgp from 'openpgp';
-import { OpenIdProvider } from '../../scripts/openid-provider.js';
-import { freePort } from '../support/processes.js';
-import { TestPki } from '../support/test-pki.js';
+import { OpenIdProvider } from '../../testbed/openid-provider.js';
+import { freePort } from '../../testbed/processes.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { NspawnContainer, run, type RunResult } from './nspawn-container.js';
 
 const REPO = resolve(import.meta.dirname, '../../..');
@@ -174,6 +174,12 @@ describe('Debian package in a booted Debian 12', { skip, timeout: 15 * 60_000 },
     assert.equal((await container.exec(['systemctl', 'is-enabled', UNIT])).stdout.trim(), 'enabled');
     assert.equal((await container.exec(['systemctl', 'is-active', UNIT])).stdout.trim(), 'inactive');
     assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/copyright')));
+    // The operator guide the man page names, whole (the agreement of its property list with the
+    // schema is test/docs/operator-guide.test.ts).
+    const guide = readFileSync(container.path('/usr/share/doc/flowcrypt-ekm/operator-guide.md'), 'utf8');
+    assert.equal(guide, readFileSync(resolve(import.meta.dirname, '../../../docs/operator-guide.md'), 'utf8'));
+    assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/security.md')));
+    assert.match(await container.sh('zcat /usr/share/man/man1/flowcrypt-ekm.1.gz'), /operator-guide\.md/);
     assert.ok(existsSync(container.path('/usr/share/doc/flowcrypt-ekm/examples/flowcrypt-email-key-manager.properties')));
   });
 

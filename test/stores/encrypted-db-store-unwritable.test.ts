@@ -8,25 +8,16 @@ import { inspect } from 'node:util';
 import type { EncryptedDbStoreConfig } from '../../src/config/config.js';
 import { KeyIdIndexBuildingError, StoreReadOnlyError, StoreUnavailableError } from '../../src/errors.js';
 import { DB_FILE_NAME, openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
-import { runEkm, writeProperties } from '../support/ekm-daemon.js';
+import { runEkm, writeProperties } from '../../testbed/ekm-daemon.js';
 import { MemoryLogger } from '../support/memory-logger.js';
 import { LoopExt4, mountUnsupportedReason } from '../support/test-filesystems.js';
 import { downgradeToSchema1 } from './previous-schema.js';
 import { makeKey, makeRealKey } from './store-conformance.js';
+import { baseProperties, encryptedDbProperties } from '../support/base-properties.js';
 
 const deps = { logger: new MemoryLogger() };
 const config = (folder: string): EncryptedDbStoreConfig => ({ type: 'EncryptedDbStore', folder, encryptionKey: 'unwritable store test' });
-const storeCheckProperties = (folder: string) => ({
-  'org.id': 'unwritable.org',
-  'api.https.enabled': 'false',
-  'store.type': 'EncryptedDbStore',
-  'store.db.folder': folder,
-  'store.db.encryption.key': config(folder).encryptionKey,
-  'auth.type': 'OpenIDConnectAuthenticator',
-  'auth.openid.issuer': 'https://accounts.google.com',
-  'auth.openid.audience': 'unwritable',
-  'acl.type': 'SimpleAcl',
-});
+const storeCheckProperties = (folder: string) => ({ ...baseProperties({ orgId: 'unwritable.org' }), ...encryptedDbProperties(folder, config(folder).encryptionKey) });
 const chattr = (flag: '+i' | '-i', ...files: string[]) => execFileSync('chattr', [flag, ...files]);
 const dbFiles = (folder: string) => [DB_FILE_NAME, `${DB_FILE_NAME}-wal`, `${DB_FILE_NAME}-shm`].map((f) => join(folder, f));
 /** A key id lookup's refusal while the index cannot be written: a 503 naming the cause, never a list. */

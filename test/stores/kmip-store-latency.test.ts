@@ -1,28 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
 import { queryOperations } from '../../src/stores/kmip/kmip-messages.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { PykmipServer } from '../support/pykmip-server.js';
+import { percentile } from '../support/percentile.js';
+import type { PykmipServer } from '../../testbed/pykmip-server.js';
+import { pykmipServerPerSuite } from '../support/pykmip-per-suite.js';
 import { makeKey } from './store-conformance.js';
 
 const ROUNDS = 300;
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 describe('KmipStore latency on PyKMIP', () => {
-  let kmip: PykmipServer;
-  before(async () => {
-    kmip = await PykmipServer.start();
-  });
-  after(async () => {
-    await kmip.remove();
-  });
+  const kmip = pykmipServerPerSuite();
 
   it(`reads a key (one Locate + one Get) on a reused connection: median and p99 over ${ROUNDS} reads`, async (t) => {
-    const store = await openKmipStore(kmip.storeConfig(), { logger: new MemoryLogger(), setup: true });
+    const store = await openKmipStore(kmip().storeConfig(), { logger: new MemoryLogger(), setup: true });
     const key = makeKey('latency@example.com');
     await store.upsert(key);
     // A handful of other users' keys, as on a small real server (Locate is linear in objects stored).
@@ -51,7 +43,7 @@ describe('KmipStore latency on PyKMIP', () => {
     const fresh: number[] = [];
     const reused: number[] = [];
     for (let i = 0; i < 10; i++) {
-      const client = kmip.kmipClient();
+      const client = kmip().kmipClient();
       fresh.push(await timeQuery(client));
       reused.push(await timeQuery(client));
       await client.close();

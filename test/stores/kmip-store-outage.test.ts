@@ -4,7 +4,7 @@ import { StoreUnavailableError } from '../../src/errors.js';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { PykmipServer } from '../support/pykmip-server.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
 import { makeKey } from './store-conformance.js';
 
 /** Short timeouts so the test is quick; production defaults are 5 s to connect, 10 s per request. */

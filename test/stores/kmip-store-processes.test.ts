@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { StoredKey } from '../../src/stores/store.js';
 import { locateIndexKey } from '../../src/stores/kmip/index-key.js';
 import { readLocated } from '../../src/stores/kmip/kmip-messages.js';
-import { PykmipServer } from '../support/pykmip-server.js';
+import { pykmipServerPerSuite } from '../support/pykmip-per-suite.js';
 import { runStoreProcess } from './kmip/store-process.js';
 import { makeKey } from './store-conformance.js';
 
 describe('KmipStore: two EKM processes on one PyKMIP server', () => {
-  let kmip: PykmipServer;
-  before(async () => {
-    kmip = await PykmipServer.start();
-  });
-  after(async () => {
-    await kmip.remove();
-  });
+  const kmip = pykmipServerPerSuite();
 
   it('starting together on an empty server, they agree on the index key and read what the other wrote', async (t) => {
-    const config = kmip.storeConfig();
+    const config = kmip().storeConfig();
     const mine = (who: string) => [makeKey(`${who}.1@example.com`), makeKey(`${who}.2@example.com`), makeKey('both@example.com')];
     const a = mine('a');
     const b = mine('b');
@@ -30,7 +24,7 @@ describe('KmipStore: two EKM processes on one PyKMIP server', () => {
     const [readByA, readByB] = (await Promise.all([runStoreProcess(config, { read: emails }), runStoreProcess(config, { read: emails })])) as StoredKey[][][];
     assert.deepEqual(readByA!.map(sortByFingerprint), expected);
     assert.deepEqual(readByB!.map(sortByFingerprint), expected);
-    const client = kmip.kmipClient();
+    const client = kmip().kmipClient();
     t.diagnostic(`index keys registered in the race: ${readLocated(await client.one(locateIndexKey(), 'Locate')).length}`);
     await client.close();
   });

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { ConfigError, StoreUnavailableError } from '../../src/errors.js';
 import { openKmipStore } from '../../src/stores/kmip-store.js';
 import { ObjectType, SecretDataType, Tag } from '../../src/stores/kmip/kmip-enums.js';
 import { child, destroy, get, getAttributes, locate, readAttributes, readLocated, readSecretDataMaterial, readUniqueIdentifier, registerSecretData } from '../../src/stores/kmip/kmip-messages.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { PykmipServer } from '../support/pykmip-server.js';
-import { TestPki } from '../support/test-pki.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { pykmipServerPerSuite } from '../support/pykmip-per-suite.js';
+import { TestPki } from '../../testbed/test-pki.js';
 import { makeKey, makeRealKey, runStoreConformance } from './store-conformance.js';
 
 const deps = () => ({ logger: new MemoryLogger(), setup: true });
@@ -23,17 +24,11 @@ runStoreConformance('KmipStore on PyKMIP', async () => {
 });
 
 describe('KmipStore on PyKMIP', () => {
-  let kmip: PykmipServer;
-  before(async () => {
-    kmip = await PykmipServer.start();
-  });
-  after(async () => {
-    await kmip.remove();
-  });
+  const kmip = pykmipServerPerSuite();
 
   it('keeps keys as Secret Data tagged with keyed hashes only: no email or fingerprint in any attribute or the server log', async () => {
     const logger = new MemoryLogger();
-    const store = await openKmipStore(kmip.storeConfig(), { logger, setup: true });
+    const store = await openKmipStore(kmip().storeConfig(), { logger, setup: true });
     const key = makeKey('Plain.Text-Check@Example.com'.toLowerCase());
     await store.upsert(key);
     await store.upsert({ ...key, publicKey: `${key.publicKey}\n` });
@@ -43,7 +38,7 @@ describe('KmipStore on PyKMIP', () => {
     const logged = JSON.stringify(logger.entries);
     for (const secret of [key.email, key.fingerprint, key.privateKey.slice(60, 100), 'kmip test pass']) assert.equal(logged.includes(secret), false);
 
-    const client = kmip.kmipClient();
+    const client = kmip().kmipClient();
     const ids = readLocated(await client.one(locate([]), 'Locate'));
     assert.ok(ids.length >= 2, 'the record and the index key');
     const attributes = (await client.batch(ids.map((id) => getAttributes(id, [])))).items.flatMap((i) => readAttributes(i.payload));
@@ -56,14 +51,14 @@ describe('KmipStore on PyKMIP', () => {
     const types = attributes.filter((a) => a.name === 'Object Type').map((a) => a.value.value);
     assert.ok(types.length >= 2 && types.every((t) => t === ObjectType.SecretData), 'every object is Secret Data');
     await client.close();
-    const log = readFileSync(`${kmip.dir}/server.log`, 'utf8');
+    const log = readFileSync(`${kmip().dir}/server.log`, 'utf8');
     assert.equal(log.includes(key.email), false);
     assert.equal(log.includes(key.privateKey.slice(60, 100)), false);
   });
 
   it('writes a record of a version without key id Names again with them when the same key is uploaded (as --import does)', async () => {
-    const store = await openKmipStore(kmip.storeConfig(), deps());
-    const client = kmip.kmipClient();
+    const store = await openKmipStore(kmip().storeConfig(), deps());
+    const client = kmip().kmipClient();
     const { key, subkeyLongId } = await makeRealKey('old-record@example.com');
     const before = new Set(readLocated(await client.one(locate([]), 'Locate')));
     await store.upsert(key);
@@ -85,8 +80,8 @@ describe('KmipStore on PyKMIP', () => {
   });
 
   it('shares data between stores with their own connections (the index key lives on the server)', async () => {
-    const a = await openKmipStore(kmip.storeConfig(), deps());
-    const b = await openKmipStore(kmip.storeConfig({ key: kmip.keystore('keytool') }), deps());
+    const a = await openKmipStore(kmip().storeConfig(), deps());
+    const b = await openKmipStore(kmip().storeConfig({ key: kmip().keystore('keytool') }), deps());
     const key = makeKey('shared@example.com');
     assert.equal(await a.upsert(key), 'added');
     assert.deepEqual(await b.listByEmail(key.email), [key]);
@@ -99,7 +94,7 @@ describe('KmipStore on PyKMIP', () => {
   });
 
   it("exports more than one batch of large keys (answers over PyKMIP's default 1 MB limit)", async () => {
-    const store = await openKmipStore(kmip.storeConfig(), deps());
+    const store = await openKmipStore(kmip().storeConfig(), deps());
     const big = (email: string) => {
       const key = makeKey(email);
       return { ...key, privateKey: key.privateKey.replace('\n\n', `\n\n${'A'.repeat(64)}\n`.repeat(1) + `${'QUJD'.repeat(16)}\n`.repeat(400)) };
@@ -116,21 +111,21 @@ describe('KmipStore on PyKMIP', () => {
 
   for (const flavour of ['openssl', 'openssl-legacy', 'keytool'] as const) {
     it(`connects with a client keystore made by ${flavour}`, async () => {
-      const store = await openKmipStore(kmip.storeConfig({ key: kmip.keystore(flavour) }), deps());
+      const store = await openKmipStore(kmip().storeConfig({ key: kmip().keystore(flavour) }), deps());
       await store.probe();
       await store.close();
     });
   }
 
   it('trusts the server through a truststore made by openssl as well as keytool', async () => {
-    const store = await openKmipStore(kmip.storeConfig({ truststore: kmip.truststore('openssl') }), deps());
+    const store = await openKmipStore(kmip().storeConfig({ truststore: kmip().truststore('openssl') }), deps());
     await store.probe();
     await store.close();
   });
 
   it('refuses a wrong keystore password at open, naming the file and not the password', async () => {
-    const key = { ...kmip.keystore('openssl'), password: 'not-the-password' };
-    await assert.rejects(openKmipStore(kmip.storeConfig({ key }), deps()), (e: unknown) => {
+    const key = { ...kmip().keystore('openssl'), password: 'not-the-password' };
+    await assert.rejects(openKmipStore(kmip().storeConfig({ key }), deps()), (e: unknown) => {
       assert.ok(e instanceof ConfigError);
       assert.match(e.message, /store\.kmip\.key\.file/);
       assert.match(e.message, /wrong password/);
@@ -159,14 +154,14 @@ describe('KmipStore on PyKMIP', () => {
     };
 
     it('connection refused', async () => {
-      const port = kmip.port === 1 ? 2 : 1;
-      await rejectsWith(kmip.storeConfig({ port }), /Connection refused by the KMIP server at 127\.0\.0\.1:\d+/);
+      const port = kmip().port === 1 ? 2 : 1;
+      await rejectsWith(kmip().storeConfig({ port }), /Connection refused by the KMIP server at 127\.0\.0\.1:\d+/);
     });
 
     it('the EKM refuses a server certificate from a CA its truststore does not hold (a second CA)', async () => {
       // The client keystore carries the server's CA in its chain: that must not make the server trusted.
       await rejectsWith(
-        kmip.storeConfig({ truststore: kmip.truststore('keytool', other) }),
+        kmip().storeConfig({ truststore: kmip().truststore('keytool', other) }),
         /TLS handshake failed: the EKM refused the certificate of the KMIP server at .*truststore\.file/,
       );
     });
@@ -174,22 +169,22 @@ describe('KmipStore on PyKMIP', () => {
     it('the server refuses a client certificate from a CA it does not trust', async () => {
       const stranger = other.issue('stranger', { clientAuth: true, serverAuth: false });
       await rejectsWith(
-        kmip.storeConfig({ key: kmip.keystore('openssl', stranger, other) }),
+        kmip().storeConfig({ key: kmip().keystore('openssl', stranger, other) }),
         /TLS handshake failed: the KMIP server at 127\.0\.0\.1:\d+ (refused the connection|closed the connection during the handshake).*store\.kmip\.key\.file/,
       );
     });
 
     it('the server refuses a client certificate for servers only, with the clientAuth hint', async () => {
-      const serverOnly = kmip.pki.issue('server-only', { serverAuth: true, clientAuth: false });
+      const serverOnly = kmip().pki.issue('server-only', { serverAuth: true, clientAuth: false });
       await rejectsWith(
-        kmip.storeConfig({ key: kmip.keystore('openssl', serverOnly) }),
+        kmip().storeConfig({ key: kmip().keystore('openssl', serverOnly) }),
         /TLS handshake failed: the KMIP server at .* refused the connection \(TLS alert: unsupported certificate\).*extendedKeyUsage=clientAuth/,
       );
     });
 
     it('the server accepts the handshake but not the identity: authentication not successful, with the clientAuth hint', async () => {
-      const noUsage = kmip.pki.issue('no-extended-usage', { serverAuth: false, clientAuth: false });
-      await rejectsWith(kmip.storeConfig({ key: kmip.keystore('openssl', noUsage) }), /Authentication Not Successful.*extendedKeyUsage=clientAuth/);
+      const noUsage = kmip().pki.issue('no-extended-usage', { serverAuth: false, clientAuth: false });
+      await rejectsWith(kmip().storeConfig({ key: kmip().keystore('openssl', noUsage) }), /Authentication Not Successful.*extendedKeyUsage=clientAuth/);
     });
   });
 });

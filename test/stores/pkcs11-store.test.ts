@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Pkcs11StoreConfig } from '../../src/config/config.js';
 import { openPkcs11Store } from '../../src/stores/pkcs11-store.js';
 import { MemoryLogger } from '../support/memory-logger.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 import { runStoreConformance } from './store-conformance.js';
 
 const token = createSoftHsmToken();

@@ -1,4 +1,4 @@
-import { TestPki } from './test-pki.js';
+import { TestPki } from '../../testbed/test-pki.js';
 
 /**
  * A test CA that gRPC clients of this process trust. @grpc/grpc-js reads

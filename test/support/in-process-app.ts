@@ -10,14 +10,15 @@ import type { DrainState } from '../../src/http/drain-state.js';
 import { openEncryptedDbStore } from '../../src/stores/encrypted-db-store.js';
 import type { Store } from '../../src/stores/store.js';
 import { MemoryLogger } from './memory-logger.js';
+import { propertiesText } from '../../testbed/ekm-daemon.js';
+import { baseProperties, encryptedDbProperties } from './base-properties.js';
 import { koaListener } from '../../src/http/koa-listener.js';
 
 const PASSPHRASE = 'in-process app test passphrase';
 
 /** The config of an in-process app over an EncryptedDbStore in `folder`, with `properties` added. */
 export function configText(folder: string, properties: readonly string[] = []): string {
-  return ['org.id=app-test', 'api.https.enabled=false', 'store.type=EncryptedDbStore', `store.db.folder=${folder}`, `store.db.encryption.key=${PASSPHRASE}`,
-    'auth.type=OpenIDConnectAuthenticator', 'auth.openid.issuer=https://issuer.invalid', 'auth.openid.audience=test', 'acl.type=SimpleAcl', ...properties].join('\n');
+  return propertiesText({ ...baseProperties({ orgId: 'app-test' }), ...encryptedDbProperties(folder, PASSPHRASE) }) + properties.join('\n');
 }
 
 /** The Koa app on 127.0.0.1 with a real EncryptedDbStore in a temp dir, logging to memory. */
@@ -42,7 +43,14 @@ export async function startInProcessApp(options: {
   const logger = new MemoryLogger();
   const inner = await openEncryptedDbStore({ type: 'EncryptedDbStore', folder: join(dir, 'db'), encryptionKey: PASSPHRASE }, { logger });
   const store = options.wrapStore?.(inner) ?? inner;
-  const app = createApp({ config: parseConfig(text, join(dir, 'ekm.properties')), logger, store, authenticator: options.authenticator, acl: { authorizePrivateKeys: () => {} }, drain: options.drain });
+  const app = createApp({
+    config: parseConfig(text, join(dir, 'ekm.properties')),
+    logger,
+    store,
+    authenticator: options.authenticator,
+    acl: { authorizePrivateKeys: () => {} },
+    drain: options.drain,
+  });
   const server = http.createServer(koaListener(app)).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return {

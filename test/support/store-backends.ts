@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { PykmipServer } from './pykmip-server.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from './softhsm-token.js';
+import { PykmipServer } from '../../testbed/pykmip-server.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../testbed/softhsm-token.js';
 
 /** A fresh, empty backend of one store type: its `store.*` properties, and how to tear it down. */
 export interface StoreBackend {

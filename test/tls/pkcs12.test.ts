@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { ConfigError } from '../../src/errors.js';
 import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
-import { TestPki, type Pkcs12Flavour } from '../support/test-pki.js';
+import { TestPki, type Pkcs12Flavour } from '../../testbed/test-pki.js';
 
 describe('PKCS#12 keystores', () => {
   const pki = new TestPki();

@@ -8,7 +8,7 @@ import { Operation, ResultStatus, Tag } from '../../../src/stores/kmip/kmip-enum
 import { enumeration, integer, queryOperations, registerSecretData, structure, text } from '../../../src/stores/kmip/kmip-messages.js';
 import { encodeTtlv } from '../../../src/stores/kmip/ttlv-codec.js';
 import { loadKeystore } from '../../../src/tls/pkcs12.js';
-import { TestPki } from '../../support/test-pki.js';
+import { TestPki } from '../../../testbed/test-pki.js';
 
 /**
  * The client against a misbehaving TLS peer (garbage, silence, oversized or doubled answers): what

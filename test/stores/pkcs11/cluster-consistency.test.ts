@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { StoredKey } from '../../../src/stores/store.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
 import { makeKey } from '../store-conformance.js';
 import { type Harness, startHarness } from './cluster-harness.js';
 

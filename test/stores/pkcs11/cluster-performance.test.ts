@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import type { Worker } from 'node:cluster';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
+import { percentile } from '../../support/percentile.js';
 import { makeKey } from '../store-conformance.js';
 import { type Harness, startHarness } from './cluster-harness.js';
 
@@ -11,7 +12,6 @@ const LOOKUPS = 300;
 const token = createSoftHsmToken();
 useSoftHsmToken(token);
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 /**
  * Lookups among 1,000 stored users through the real path (worker -> IPC -> primary -> engine

@@ -7,7 +7,7 @@ import type { Pkcs11StoreConfig } from '../../../src/config/config.js';
 import { ConfigError } from '../../../src/errors.js';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
-import { SOFTHSM2_MODULE, type SoftHsmToken, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, type SoftHsmToken, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
 
 const logger = new MemoryLogger();
 const tokens: SoftHsmToken[] = [];

@@ -6,7 +6,7 @@ import { StoreUnavailableError } from '../../../src/errors.js';
 import { startPkcs11Host } from '../../../src/stores/pkcs11/pkcs11-host.js';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
 import { makeKey } from '../store-conformance.js';
 
 const token = createSoftHsmToken();

@@ -6,7 +6,7 @@ import type { Pkcs11StoreConfig } from '../../../src/config/config.js';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import type { Store, StoredKey } from '../../../src/stores/store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
 import { makeKey } from '../store-conformance.js';
 import type { StoreProcessCommand } from './store-process.js';
 

@@ -6,7 +6,7 @@ import pkcs11js from 'pkcs11js';
 import { StoreUnavailableError } from '../../../src/errors.js';
 import { openPkcs11Store } from '../../../src/stores/pkcs11-store.js';
 import { MemoryLogger } from '../../support/memory-logger.js';
-import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../support/softhsm-token.js';
+import { SOFTHSM2_MODULE, createSoftHsmToken, useSoftHsmToken } from '../../../testbed/softhsm-token.js';
 import { makeKey, makeRealKey } from '../store-conformance.js';
 
 const RECORDS = 'flowcrypt-ekm record v1';

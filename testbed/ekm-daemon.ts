@@ -7,7 +7,16 @@ import { request } from './http-client.js';
 import { childPids, freePort } from './processes.js';
 
 /** build/src/main.js, the real `flowcrypt-ekm` entry point. */
-export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
+export const MAIN = resolve(import.meta.dirname, '../src/main.js');
+
+/** Properties as the text of a .properties file (what the daemon and parseConfig read). */
+export function propertiesText(properties: Readonly<Record<string, string>>): string {
+  return (
+    Object.entries(properties)
+      .map(([name, value]) => `${name}=${value}`)
+      .join('\n') + '\n'
+  );
+}
 
 /** The properties of an EKM that trusts this OpenID provider's tokens for `audience`, with SimpleAcl. */
 export function openIdProperties(idp: { readonly issuer: string; readonly jwksUri: string }, audience: string): Record<string, string> {
@@ -23,13 +32,7 @@ export function openIdProperties(idp: { readonly issuer: string; readonly jwksUr
 /** Writes a .properties file from a record, returning its path. */
 export function writeProperties(dir: string, properties: Readonly<Record<string, string>>, name = 'flowcrypt-email-key-manager.properties'): string {
   const file = join(dir, name);
-  writeFileSync(
-    file,
-    Object.entries(properties)
-      .map(([k, v]) => `${k}=${v}`)
-      .join('\n') + '\n',
-    { mode: 0o600 },
-  );
+  writeFileSync(file, propertiesText(properties), { mode: 0o600 });
   return file;
 }
 

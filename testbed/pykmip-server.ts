@@ -4,10 +4,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KeystoreRef, KmipStoreConfig } from '../../src/config/config.js';
-import { KmipClient } from '../../src/stores/kmip/kmip-client.js';
-import { DEFAULT_POOL_OPTIONS } from '../../src/stores/kmip/kmip-connection-pool.js';
-import { loadKeystore, loadTruststore } from '../../src/tls/pkcs12.js';
+import type { KeystoreRef, KmipStoreConfig } from '../src/config/config.js';
+import { KmipClient } from '../src/stores/kmip/kmip-client.js';
+import { DEFAULT_POOL_OPTIONS } from '../src/stores/kmip/kmip-connection-pool.js';
+import { loadKeystore, loadTruststore } from '../src/tls/pkcs12.js';
 import { freePort } from './processes.js';
 import { TestPki, type IssuedCert, type Pkcs12Flavour } from './test-pki.js';
 

@@ -27,8 +27,25 @@ export class TestPki {
     this.dir = mkdtempSync(join(tmpdir(), 'ekm-pki-'));
     this.caKeyFile = join(this.dir, 'ca.key');
     this.caCertFile = join(this.dir, 'ca.crt');
-    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', this.caKeyFile, '-out', this.caCertFile,
-      '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      this.caKeyFile,
+      '-out',
+      this.caCertFile,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    );
     this.caCertPem = readFileSync(this.caCertFile, 'utf8');
   }
 
@@ -40,15 +57,36 @@ export class TestPki {
     const extFile = join(this.dir, `${name}.ext`);
     const usages = [options.serverAuth !== false ? 'serverAuth' : '', options.clientAuth ? 'clientAuth' : ''].filter(Boolean);
     const sans = (options.hosts ?? []).map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
-    writeFileSync(extFile, [
-      'basicConstraints=CA:FALSE',
-      'keyUsage=critical,digitalSignature,keyEncipherment',
-      usages.length ? `extendedKeyUsage=${usages.join(',')}` : '',
-      sans.length ? `subjectAltName=${sans.join(',')}` : '',
-    ].filter(Boolean).join('\n'));
+    writeFileSync(
+      extFile,
+      [
+        'basicConstraints=CA:FALSE',
+        'keyUsage=critical,digitalSignature,keyEncipherment',
+        usages.length ? `extendedKeyUsage=${usages.join(',')}` : '',
+        sans.length ? `subjectAltName=${sans.join(',')}` : '',
+      ]
+        .filter(Boolean)
+        .join('\n'),
+    );
     openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', csrFile, '-subj', `/CN=${name}`);
-    openssl('x509', '-req', '-in', csrFile, '-CA', this.caCertFile, '-CAkey', this.caKeyFile, '-set_serial', String(this.serial++),
-      '-days', '2', '-out', certFile, '-extfile', extFile);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      csrFile,
+      '-CA',
+      this.caCertFile,
+      '-CAkey',
+      this.caKeyFile,
+      '-set_serial',
+      String(this.serial++),
+      '-days',
+      '2',
+      '-out',
+      certFile,
+      '-extfile',
+      extFile,
+    );
     return { certFile, keyFile, certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
   }
 
@@ -58,13 +96,60 @@ export class TestPki {
     const file = `${base}-${flavour}-${this.serial++}.p12`;
     if (flavour === 'keytool') {
       const modern = `${file}.source`;
-      openssl('pkcs12', '-export', '-in', cert.certFile, '-inkey', cert.keyFile, '-certfile', this.caCertFile,
-        '-name', 'ekm', '-out', modern, '-passout', `pass:${password}`);
-      execFileSync('keytool', ['-importkeystore', '-noprompt', '-srckeystore', modern, '-srcstoretype', 'PKCS12',
-        '-srcstorepass', password, '-destkeystore', file, '-deststoretype', 'PKCS12', '-deststorepass', password], { stdio: 'pipe' });
+      openssl(
+        'pkcs12',
+        '-export',
+        '-in',
+        cert.certFile,
+        '-inkey',
+        cert.keyFile,
+        '-certfile',
+        this.caCertFile,
+        '-name',
+        'ekm',
+        '-out',
+        modern,
+        '-passout',
+        `pass:${password}`,
+      );
+      execFileSync(
+        'keytool',
+        [
+          '-importkeystore',
+          '-noprompt',
+          '-srckeystore',
+          modern,
+          '-srcstoretype',
+          'PKCS12',
+          '-srcstorepass',
+          password,
+          '-destkeystore',
+          file,
+          '-deststoretype',
+          'PKCS12',
+          '-deststorepass',
+          password,
+        ],
+        { stdio: 'pipe' },
+      );
     } else {
-      openssl('pkcs12', '-export', ...(flavour === 'openssl-legacy' ? ['-legacy'] : []), '-in', cert.certFile, '-inkey', cert.keyFile,
-        '-certfile', this.caCertFile, '-name', 'ekm', '-out', file, '-passout', `pass:${password}`);
+      openssl(
+        'pkcs12',
+        '-export',
+        ...(flavour === 'openssl-legacy' ? ['-legacy'] : []),
+        '-in',
+        cert.certFile,
+        '-inkey',
+        cert.keyFile,
+        '-certfile',
+        this.caCertFile,
+        '-name',
+        'ekm',
+        '-out',
+        file,
+        '-passout',
+        `pass:${password}`,
+      );
     }
     return file;
   }
@@ -73,8 +158,11 @@ export class TestPki {
   truststore(password: string, flavour: 'openssl' | 'keytool'): string {
     const file = join(this.dir, `truststore-${flavour}.p12`);
     if (flavour === 'keytool') {
-      execFileSync('keytool', ['-importcert', '-noprompt', '-alias', 'ca', '-file', this.caCertFile, '-keystore', file,
-        '-storetype', 'PKCS12', '-storepass', password], { stdio: 'pipe' });
+      execFileSync(
+        'keytool',
+        ['-importcert', '-noprompt', '-alias', 'ca', '-file', this.caCertFile, '-keystore', file, '-storetype', 'PKCS12', '-storepass', password],
+        { stdio: 'pipe' },
+      );
     } else {
       openssl('pkcs12', '-export', '-nokeys', '-in', this.caCertFile, '-out', file, '-passout', `pass:${password}`);
     }

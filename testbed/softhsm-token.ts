@@ -69,10 +69,14 @@ export function createSoftHsmToken(options: SoftHsmTokenOptions = {}): SoftHsmTo
   } else if (options.initialise !== false) {
     // softhsm2-util insists on a user PIN, so C_InitToken without C_InitPIN, in a child process: this
     // process must not hold the module initialised under another SOFTHSM2_CONF.
-    execFileSync(process.execPath, ['-e', INIT_WITHOUT_USER_PIN, createRequire(import.meta.url).resolve('pkcs11js'), SOFTHSM2_MODULE, token.soPin, token.label], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    execFileSync(
+      process.execPath,
+      ['-e', INIT_WITHOUT_USER_PIN, createRequire(import.meta.url).resolve('pkcs11js'), SOFTHSM2_MODULE, token.soPin, token.label],
+      {
+        env,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
   }
   return token;
 }

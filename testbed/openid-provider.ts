@@ -45,7 +45,13 @@ export class OpenIdProvider {
     readonly audience: string,
   ) {}
 
-  static async start(options: { tls: { key: string; cert: string }; audience: string; host?: string; port?: number; signingKey?: JWK }): Promise<OpenIdProvider> {
+  static async start(options: {
+    tls: { key: string; cert: string };
+    audience: string;
+    host?: string;
+    port?: number;
+    signingKey?: JWK;
+  }): Promise<OpenIdProvider> {
     let provider: OpenIdProvider | undefined;
     const server = https.createServer({ key: options.tls.key, cert: options.tls.cert }, (req, res) => provider!.handle(req, res));
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1');
@@ -123,7 +129,12 @@ export async function mintWithJwk(jwk: JWK, claims: Record<string, unknown>, opt
 
 async function signToken(key: SigningKey, claims: Record<string, unknown>, options: MintOptions): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const payload: Record<string, unknown> = { sub: typeof claims.email === 'string' ? claims.email : 'subject', ...claims, iat: now + (options.issuedAt ?? 0), exp: now + (options.expiresIn ?? 3600) };
+  const payload: Record<string, unknown> = {
+    sub: typeof claims.email === 'string' ? claims.email : 'subject',
+    ...claims,
+    iat: now + (options.issuedAt ?? 0),
+    exp: now + (options.expiresIn ?? 3600),
+  };
   if (options.notBefore !== undefined) payload.nbf = now + options.notBefore;
   return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
 }

@@ -17,7 +17,15 @@ export interface Answer {
  */
 export function request(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer; ca?: string; bodyDelayMs?: number; onRequestStarted?: () => void; timeoutMs?: number } = {},
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
+    ca?: string;
+    bodyDelayMs?: number;
+    onRequestStarted?: () => void;
+    timeoutMs?: number;
+  } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const lib = url.startsWith('https:') ? https : http;
