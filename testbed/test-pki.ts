@@ -94,62 +94,14 @@ export class TestPki {
   pkcs12(cert: IssuedCert, password: string, flavour: Pkcs12Flavour): string {
     const base = cert.certFile.replace(/\.crt$/, '');
     const file = `${base}-${flavour}-${this.serial++}.p12`;
+    // keytool re-packs a keystore openssl made; the others are openssl's own, legacy or modern.
+    const opensslOut = flavour === 'keytool' ? `${file}.source` : file;
+    const legacy = flavour === 'openssl-legacy' ? ['-legacy'] : [];
+    const source = ['-in', cert.certFile, '-inkey', cert.keyFile, '-certfile', this.caCertFile, '-name', 'ekm'];
+    openssl('pkcs12', '-export', ...legacy, ...source, '-out', opensslOut, '-passout', `pass:${password}`);
     if (flavour === 'keytool') {
-      const modern = `${file}.source`;
-      openssl(
-        'pkcs12',
-        '-export',
-        '-in',
-        cert.certFile,
-        '-inkey',
-        cert.keyFile,
-        '-certfile',
-        this.caCertFile,
-        '-name',
-        'ekm',
-        '-out',
-        modern,
-        '-passout',
-        `pass:${password}`,
-      );
-      execFileSync(
-        'keytool',
-        [
-          '-importkeystore',
-          '-noprompt',
-          '-srckeystore',
-          modern,
-          '-srcstoretype',
-          'PKCS12',
-          '-srcstorepass',
-          password,
-          '-destkeystore',
-          file,
-          '-deststoretype',
-          'PKCS12',
-          '-deststorepass',
-          password,
-        ],
-        { stdio: 'pipe' },
-      );
-    } else {
-      openssl(
-        'pkcs12',
-        '-export',
-        ...(flavour === 'openssl-legacy' ? ['-legacy'] : []),
-        '-in',
-        cert.certFile,
-        '-inkey',
-        cert.keyFile,
-        '-certfile',
-        this.caCertFile,
-        '-name',
-        'ekm',
-        '-out',
-        file,
-        '-passout',
-        `pass:${password}`,
-      );
+      const store = (role: 'src' | 'dest', path: string) => [`-${role}keystore`, path, `-${role}storetype`, 'PKCS12', `-${role}storepass`, password];
+      execFileSync('keytool', ['-importkeystore', '-noprompt', ...store('src', opensslOut), ...store('dest', file)], { stdio: 'pipe' });
     }
     return file;
   }
