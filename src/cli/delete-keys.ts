@@ -1,3 +1,4 @@
+import { EXIT_FAILURE, EXIT_OK } from './exit-status.js';
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -97,7 +98,7 @@ export async function deleteKeys(
   } catch (e) {
     if (!(e instanceof DeleteTargetError)) throw e;
     io.err.write(`flowcrypt-ekm: ${e.message}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
   const auditLog = logger.child(operatorFields());
   const removed: StoredKey[] = [];
@@ -107,7 +108,7 @@ export async function deleteKeys(
     const { found, missing } = await findTargets(store, target);
     if (found.length === 0) {
       io.err.write(`flowcrypt-ekm: nothing to remove: ${describeMissing(target)}\n`);
-      return 1;
+      return EXIT_FAILURE;
     }
     const users = new Set(found.map((k) => k.email)).size;
     io.out.write(`${found.length} key${found.length === 1 ? '' : 's'} of ${users} user${users === 1 ? '' : 's'} to remove from ${config.store.type}:\n`);
@@ -116,11 +117,11 @@ export async function deleteKeys(
     if (!yes) {
       if (confirm === undefined) {
         io.err.write('flowcrypt-ekm: nothing removed: stdin is not a terminal to confirm on; add --yes to remove without asking\n');
-        return 1;
+        return EXIT_FAILURE;
       }
       if (!(await confirm('Remove these keys? The apps of these users lose them at their next refresh. [y/N] '))) {
         io.err.write('flowcrypt-ekm: nothing removed\n');
-        return 1;
+        return EXIT_FAILURE;
       }
     }
     for (const key of found) {
@@ -150,7 +151,7 @@ export async function deleteKeys(
     const reason = describeFailure(e);
     if (reason === undefined) throw e;
     io.err.write(`flowcrypt-ekm: delete stopped after removing ${removed.length} key${removed.length === 1 ? '' : 's'}: ${reason}\n`);
-    return 1;
+    return EXIT_FAILURE;
   } finally {
     await store?.close();
   }
@@ -158,9 +159,9 @@ export async function deleteKeys(
   io.out.write(`Removed ${removed.length} key${removed.length === 1 ? '' : 's'} of ${users} user${users === 1 ? '' : 's'} from ${config.store.type}\n`);
   if (removed.length === 0) {
     io.err.write('flowcrypt-ekm: nothing removed: every key was removed by someone else meanwhile\n');
-    return 1;
+    return EXIT_FAILURE;
   }
-  return 0;
+  return EXIT_OK;
 }
 
 /** The stored keys the target names, and the emails of a file that hold none. */

@@ -1,3 +1,4 @@
+import { EXIT_FAILURE, EXIT_OK } from './exit-status.js';
 import { closeSync, fchmodSync, fsyncSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
@@ -26,7 +27,7 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
   } catch (e) {
     if (!(e instanceof ExportFileError)) throw e;
     io.err.write(`flowcrypt-ekm: export failed: ${e.message}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
   io.err.write(
     passphrase === undefined
@@ -59,7 +60,7 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
     audit(auditLog, { event: 'private-key.export', email: undefined, fingerprints: [], clientAddress: undefined, userAgent: undefined, status: 0, code: 'ERR_EXPORT_FAILED' });
     if (reason === undefined) throw e;
     io.err.write(`flowcrypt-ekm: export failed, ${path} removed: ${reason}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
   progress.clear();
   // One audit entry per user whose keys are now in the file.
@@ -70,7 +71,7 @@ export async function exportKeys(config: Config, logger: Logger, file: string, p
   }
   const users = byUser.size;
   io.out.write(`Exported ${keys.length} key${keys.length === 1 ? '' : 's'} of ${users} user${users === 1 ? '' : 's'} from ${config.store.type} to ${path}${passphrase === undefined ? ' (not encrypted)' : ' (encrypted)'}\n`);
-  return 0;
+  return EXIT_OK;
 }
 
 /** O_CREAT|O_EXCL: refuses an existing file or symlink, so nothing is overwritten or redirected. */

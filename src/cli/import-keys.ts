@@ -1,3 +1,4 @@
+import { EXIT_FAILURE } from './exit-status.js';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
@@ -48,7 +49,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
   } catch (e) {
     if (!(e instanceof ExportFileError)) throw e;
     io.err.write(`flowcrypt-ekm: import failed: ${e.message}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
 
   const report: ImportReport = { added: [], updated: [], unchanged: [], refused: [] };
@@ -112,7 +113,7 @@ export async function importKeys(config: Config, logger: Logger, file: string, p
     if (reason === undefined) throw e;
     io.out.write(`Import stopped: ${summary()}\n`);
     io.err.write(`flowcrypt-ekm: import stopped: ${reason}. Keys already imported stay; run the import again when the store is back.\n`);
-    return 1;
+    return EXIT_FAILURE;
   } finally {
     await store?.close();
   }

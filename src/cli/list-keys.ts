@@ -1,3 +1,4 @@
+import { EXIT_FAILURE, EXIT_OK } from './exit-status.js';
 import type { Config } from '../config/config.js';
 import { displayEmail } from '../keys/email-address.js';
 import { describeKey, type KeyDescription } from '../keys/key-description.js';
@@ -62,13 +63,13 @@ export async function listKeys(config: Config, logger: Logger, format: ListForma
     const reason = describeFailure(e);
     if (reason === undefined) throw e;
     io.err.write(`flowcrypt-ekm: list failed: ${reason}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
   progress.clear();
   keys.sort((a, b) => compare(a.email, b.email) || compare(a.created, b.created) || compare(a.fingerprint, b.fingerprint));
   const summary = summarise(keys, now);
   io.out.write(format === 'json' ? `${JSON.stringify({ keys, summary })}\n` : table(keys, summary));
-  return 0;
+  return EXIT_OK;
 }
 
 function listed(email: string, fingerprint: string, d: KeyDescription, writtenAt: number | undefined): ListedKey {

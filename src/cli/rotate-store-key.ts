@@ -1,3 +1,4 @@
+import { EXIT_FAILURE, EXIT_OK } from './exit-status.js';
 import type { Config } from '../config/config.js';
 import { audit } from '../logging/audit-trail.js';
 import type { Logger } from '../logging/logger.js';
@@ -29,15 +30,15 @@ export async function rotateStoreKey(
   } catch (e) {
     if (!(e instanceof ExportFileError)) throw e;
     io.err.write(`flowcrypt-ekm: rotation not started: ${e.message}\n`);
-    return 1;
+    return EXIT_FAILURE;
   }
   if (config.store.type === 'EncryptedDbStore' && newSecret === undefined) {
     io.err.write('flowcrypt-ekm: rotation not started: EncryptedDbStore needs the new passphrase: --new-passphrase-file=<file>\n');
-    return 1;
+    return EXIT_FAILURE;
   }
   if (config.store.type === 'EncryptedDbStore' && newSecret === config.store.encryptionKey) {
     io.err.write('flowcrypt-ekm: rotation not started: the new passphrase is the one store.db.encryption.key holds now; choose a new one\n');
-    return 1;
+    return EXIT_FAILURE;
   }
   const progress = new Progress(io.err);
   let store: Store | undefined;
@@ -49,7 +50,7 @@ export async function rotateStoreKey(
           ? "its records are the key server's to protect, with the key server's own key rotation"
           : 'not available for this store in this version';
       io.err.write(`flowcrypt-ekm: ${store.type} has no --rotate-store-key: ${why}\n`);
-      return 1;
+      return EXIT_FAILURE;
     }
     const report = await store.rotateStoreKey(newSecret, (step) => {
       const line = describeStep(step);
@@ -70,7 +71,7 @@ export async function rotateStoreKey(
     }
     if (report.walCheckpointed === false)
       io.err.write('note: SQLite could not empty its write-ahead log yet (readers were busy); it will at the next checkpoint\n');
-    return 0;
+    return EXIT_OK;
   } catch (e) {
     progress.clear();
     const reason = describeFailure(e);
@@ -79,7 +80,7 @@ export async function rotateStoreKey(
     io.err.write(
       `flowcrypt-ekm: rotation stopped: ${reason}. Every key stays readable; run --rotate-store-key again (with the same new passphrase) to finish.\n`,
     );
-    return 1;
+    return EXIT_FAILURE;
   } finally {
     await store?.close();
   }
